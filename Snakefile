@@ -1,0 +1,22 @@
+# sonoflow: ultrasound videos and images -> validated, explained lesion classifiers.
+# Run the built-in demo:  snakemake --cores all        (settings: config.yaml)
+
+
+configfile: "config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/demo.smk"
+include: "workflow/rules/ingest.smk"
+include: "workflow/rules/denoise.smk"
+include: "workflow/rules/split.smk"
+include: "workflow/rules/train.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,27 @@
+"""Rule train: one classifier for one fold; resumes from its saved state after a kill."""
+
+import json
+from pathlib import Path
+
+import torch
+
+from sonoflow.dataset import FrameStore, read_frame_table
+from sonoflow.logs import log_to
+from sonoflow.train import TrainSettings, run_fold
+
+with log_to(snakemake.log[0]):
+    torch.set_num_threads(snakemake.threads)
+    settings = TrainSettings.from_config(snakemake.params.settings, snakemake.wildcards.model,
+                                         snakemake.params.settings.get("weights"))
+    resume_state = Path(snakemake.params.resume_state)
+    run_fold(
+        read_frame_table(snakemake.input.frames),
+        json.loads(Path(snakemake.input.splits).read_text()),
+        int(snakemake.wildcards.fold),
+        FrameStore.from_paths(snakemake.input.arrays),
+        settings,
+        snakemake.params.labels,
+        Path(snakemake.output.checkpoint).parent,
+        resume_path=resume_state,
+    )
+    resume_state.unlink(missing_ok=True)  # finished: the next run of this job starts afresh

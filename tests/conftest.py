@@ -1,0 +1,56 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+# The smallest demo that still exercises every stage: 2 patients per class, short clips.
+TINY_CONFIG = {
+    "demo": {"patients_per_class": 2, "images_per_patient": 1, "clips_per_patient": 1, "frames_per_clip": 6, "seed": 0},
+    "shards": 3,
+    "ingest": {"size": 64, "resize": "pad", "step": 1, "fps": None, "max_frames": 4,
+               "dedup_threshold": 2.0, "crop": True, "previews": 1},
+}
+
+
+def run_snakemake(workdir: Path, *args: str, config: dict | None = None, check: bool = True, timeout: int = 900):
+    """Run the repository's Snakefile in ``workdir`` with the tiny config layered on top."""
+    configfile = workdir / "tiny_config.yaml"
+    configfile.write_text(yaml.safe_dump({**TINY_CONFIG, **(config or {})}))
+    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(configfile),
+           "--cores", "2", "--workflow-profile", str(REPO / "workflow/profiles/default"), *args]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """One full run of the tiny demo DAG, shared by the workflow tests that only read it."""
+    workdir = tmp_path_factory.mktemp("demo_run")
+    run_snakemake(workdir)
+    return workdir
+
+
+def planned_jobs(workdir: Path, *args: str, config: dict | None = None) -> dict[str, int]:
+    """Rule -> job count of what a dry run would execute now (empty when nothing is stale)."""
+    result = run_snakemake(workdir, "--dry-run", "--quiet", "progress", *args, config=config)
+    counts: dict[str, int] = {}
+    lines = result.stdout.splitlines()
+    if "Job stats:" not in lines:
+        assert "Nothing to be done" in result.stdout + result.stderr, result.stdout + result.stderr
+        return counts
+    for line in lines[lines.index("Job stats:") + 3 :]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        if parts[0] != "total":
+            counts[parts[0]] = int(parts[1])
+    return counts

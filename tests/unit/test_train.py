@@ -1,0 +1,156 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sonoflow.train import (AugmentSettings, EpochBatches, TrainSettings, augment_batch, class_weights,
+                            normalise, as_unit_float, train_classifier)
+
+
+def tiny_cnn(n_classes: int = 2) -> nn.Module:
+    torch.manual_seed(0)  # the caller owns initialisation (run_fold seeds before build_model)
+    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(4),
+                         nn.Flatten(), nn.Linear(128, n_classes))
+
+
+def bright_vs_dark(n: int, seed: int = 0, size: int = 24) -> tuple[np.ndarray, np.ndarray]:
+    """Class 1 has a bright square somewhere; class 0 does not. Learnable in a few epochs."""
+    rng = np.random.default_rng(seed)
+    frames = rng.integers(0, 90, (n, size, size), dtype=np.uint8)
+    labels = np.arange(n) % 2
+    for i in np.flatnonzero(labels):
+        y, x = rng.integers(2, size - 10, 2)
+        frames[i, y : y + 8, x : x + 8] = 230
+    return frames, labels
+
+
+SETTINGS = TrainSettings(model="tiny", input_size=24, epochs=6, batch_size=16, lr=3e-3, patience=10, seed=1,
+                         device="cpu", augment=AugmentSettings(rotate=5, translate=0.02, scale=0.05))
+
+
+def test_augment_keeps_range_and_shape_and_is_seeded():
+    x = torch.rand(5, 1, 20, 20)
+    a = augment_batch(x, AugmentSettings(), torch.Generator().manual_seed(3))
+    b = augment_batch(x, AugmentSettings(), torch.Generator().manual_seed(3))
+    c = augment_batch(x, AugmentSettings(), torch.Generator().manual_seed(4))
+    assert a.shape == x.shape and a.min() >= 0 and a.max() <= 1
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_augment_flip_only_is_an_exact_mirror():
+    x = torch.rand(4, 1, 16, 16)
+    flip_only = AugmentSettings(hflip=1.0, rotate=0, translate=0, scale=0, brightness=0, contrast=0)
+    out = augment_batch(x, flip_only, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out, torch.flip(x, dims=[3]), atol=1e-5, rtol=0)
+    nothing = AugmentSettings(hflip=0, rotate=0, translate=0, scale=0, brightness=0, contrast=0)
+    assert not nothing.enabled
+
+
+def test_normalise_resizes_and_standardises():
+    x = as_unit_float(torch.full((2, 10, 10), 255, dtype=torch.uint8))
+    out = normalise(x, 16)
+    assert out.shape == (2, 1, 16, 16)
+    torch.testing.assert_close(out, torch.full_like(out, (1 - 0.449) / 0.226))
+
+
+def test_class_weights_balance_counts_and_skip_absent_classes():
+    weights = class_weights(np.array([0, 0, 0, 1]), 3)
+    assert weights[0] * 3 == pytest.approx(weights[1] * 1)
+    assert weights[2] == 0
+
+
+def test_epoch_batches_cover_everything_or_balance_classes():
+    labels = np.array([0] * 90 + [1] * 10)
+    plain = torch.cat(list(EpochBatches(labels, 16, False, torch.Generator().manual_seed(0))))
+    assert sorted(plain.tolist()) == list(range(100))
+    drawn = torch.cat([torch.cat(list(EpochBatches(labels, 16, True, torch.Generator().manual_seed(s)))) for s in range(5)])
+    share = (torch.as_tensor(labels)[drawn] == 1).float().mean()
+    assert 0.35 < share < 0.65, share
+
+
+def test_training_learns_and_is_deterministic():
+    x, y = bright_vs_dark(96, seed=0)
+    xv, yv = bright_vs_dark(48, seed=1)
+    first = train_classifier(tiny_cnn(), x, y, xv, yv, 2, SETTINGS)
+    model = tiny_cnn()
+    torch.rand(1000)  # the loop must not depend on the global RNG state it is handed
+    second = train_classifier(model, x, y, xv, yv, 2, SETTINGS)
+    assert first.history["val_accuracy"].max() > 0.9, first.history
+    np.testing.assert_allclose(first.history["val_loss"], second.history["val_loss"], rtol=1e-5)
+    assert first.history.loc[first.history["best"], "epoch"].item() == first.best_epoch
+
+
+def test_early_stopping_stops_after_patience():
+    x, y = bright_vs_dark(32, seed=0)
+    xv = np.random.default_rng(5).integers(0, 255, (16, 24, 24), dtype=np.uint8)  # unlearnable validation
+    yv = np.arange(16) % 2
+    settings = TrainSettings(**{**SETTINGS.__dict__, "epochs": 30, "patience": 2, "lr": 0.05})
+    result = train_classifier(tiny_cnn(), x, y, xv, yv, 2, settings)
+    assert len(result.history) < 30
+    assert len(result.history) == result.best_epoch + 2
+
+
+def test_interrupted_training_resumes_and_matches_an_uninterrupted_run(tmp_path, monkeypatch):
+    import sonoflow.train as train_module
+
+    x, y = bright_vs_dark(64, seed=0)
+    xv, yv = bright_vs_dark(32, seed=1)
+    reference = train_classifier(tiny_cnn(), x, y, xv, yv, 2, SETTINGS)
+
+    state = tmp_path / "resume.pt"
+    save = train_module._save_resume_state
+
+    def save_then_die_after_epoch_3(path, payload):
+        save(path, payload)
+        if payload["epoch"] == 3:
+            raise KeyboardInterrupt("simulated kill")
+
+    monkeypatch.setattr(train_module, "_save_resume_state", save_then_die_after_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(tiny_cnn(), x, y, xv, yv, 2, SETTINGS, resume_path=state)
+    monkeypatch.setattr(train_module, "_save_resume_state", save)
+
+    resumed = train_classifier(tiny_cnn(), x, y, xv, yv, 2, SETTINGS, resume_path=state)
+    assert resumed.resumed_from_epoch == 3
+    assert len(resumed.history) == len(reference.history)
+    np.testing.assert_allclose(resumed.history["val_loss"], reference.history["val_loss"], rtol=1e-5)
+
+    # A state saved for other settings is never reused.
+    other = TrainSettings(**{**SETTINGS.__dict__, "lr": 1e-2})
+    assert train_classifier(tiny_cnn(), x, y, xv, yv, 2, other, resume_path=state).resumed_from_epoch == 0
+
+
+KILL_SCRIPT = """
+import sys, numpy as np
+sys.path.insert(0, {tests!r})
+from test_train import tiny_cnn, bright_vs_dark, SETTINGS
+from sonoflow.train import TrainSettings, train_classifier
+x, y = bright_vs_dark(400, seed=0); xv, yv = bright_vs_dark(64, seed=1)
+settings = TrainSettings(**{{**SETTINGS.__dict__, "epochs": 40, "patience": 100}})
+result = train_classifier(tiny_cnn(), x, y, xv, yv, 2, settings, resume_path={state!r})
+print("RESUMED_FROM", result.resumed_from_epoch, "EPOCHS", len(result.history))
+"""
+
+
+def test_killed_training_resumes_from_its_last_epoch(tmp_path):
+    state = tmp_path / "resume.pt"
+    script = KILL_SCRIPT.format(tests=os.path.dirname(__file__), state=str(state))
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not state.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert state.exists(), "no epoch finished in time"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved_epoch = torch.load(state, weights_only=False)["epoch"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".resume")], "no half-written state left"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, check=True).stdout
+    resumed_from = int(out.split()[1])
+    assert resumed_from >= saved_epoch >= 1, out
+    assert "EPOCHS 40" in out

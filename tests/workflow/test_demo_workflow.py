@@ -1,0 +1,110 @@
+"""End to end: the demo DAG on tiny generated data, reruns of stale jobs only, bad input."""
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import REPO, SNAKEMAKE, TINY_CONFIG, planned_jobs, run_snakemake
+
+pytestmark = pytest.mark.workflow
+SIZE = TINY_CONFIG["ingest"]["size"]
+
+
+def test_lint_is_clean():
+    import subprocess
+
+    result = subprocess.run([SNAKEMAKE, "--lint"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations" in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+def test_demo_produces_frames_masks_and_denoised_arrays(demo_run):
+    sheet = pd.read_csv(demo_run / "results/demo/samples.csv", keep_default_na=False)
+    table = pd.read_csv(demo_run / "results/frames.csv", keep_default_na=False, dtype={"shard": str})
+    assert set(table["item_id"]) == set(sheet["item_id"]), "every item yields frames"
+    clips = sheet.loc[sheet["path"].str.endswith(".mp4"), "item_id"]
+    per_clip = table[table["item_id"].isin(clips)].groupby("item_id").size()
+    assert (per_clip > 1).all() and (per_clip <= TINY_CONFIG["ingest"]["max_frames"]).all()
+    for shard, part in table.groupby("shard"):
+        frames = np.load(demo_run / f"results/ingest/shard_{shard}/frames.npy", mmap_mode="r")
+        masks = np.load(demo_run / f"results/ingest/shard_{shard}/masks.npy", mmap_mode="r")
+        denoised = np.load(demo_run / f"results/denoise/shard_{shard}/frames.npy", mmap_mode="r")
+        assert frames.shape == masks.shape == denoised.shape == (len(part), SIZE, SIZE)
+        assert frames.dtype == denoised.dtype == np.uint8
+        assert set(np.unique(masks)) <= {0, 1}
+        # Lesion classes with masks carry lesion pixels; denoising smooths but keeps the image.
+        lesion_rows = part.loc[part["has_mask"] & (part["label"] != "normal"), "row"].to_numpy()
+        assert lesion_rows.size and all(masks[row].sum() > 0 for row in lesion_rows)
+        assert np.abs(denoised.astype(int) - frames).mean() < 20
+        assert np.abs(np.diff(denoised.astype(int), axis=2)).mean() < np.abs(np.diff(frames.astype(int), axis=2)).mean()
+    previews = list((demo_run / "results/ingest").glob("shard_*/previews/*.png"))
+    assert len(previews) >= len(sheet)
+
+
+def test_rerun_after_full_run_has_nothing_to_do(demo_run):
+    assert planned_jobs(demo_run) == {}
+
+
+def test_added_item_reruns_one_shard_only(demo_run, tmp_path):
+    workdir = tmp_path / "incremental"
+    shutil.copytree(demo_run, workdir, symlinks=True)
+    sheet_path = workdir / "results/demo/samples_plus.csv"
+    sheet = pd.read_csv(workdir / "results/demo/samples.csv", keep_default_na=False)
+    # Switching from the demo to a user sheet with the same rows must not rerun anything.
+    sheet.to_csv(sheet_path, index=False)
+    assert planned_jobs(workdir, config={"samples": str(sheet_path)}) == {}
+
+    source = sheet[sheet["mask"] != ""].iloc[0]
+    new_image = workdir / "results/demo/extra/NEW001_img1.png"
+    new_image.parent.mkdir()
+    shutil.copy(workdir / "results/demo" / source["path"], new_image)
+    new_row = {"patient_id": "NEW001", "item_id": "NEW001_img1", "path": "extra/NEW001_img1.png",
+               "label": source["label"], "mask": "", "split": ""}
+    pd.concat([sheet, pd.DataFrame([new_row])]).to_csv(sheet_path, index=False)
+    jobs = planned_jobs(workdir, config={"samples": str(sheet_path)})
+    assert jobs == {"ingest": 1, "denoise": 1, "frames_table": 1, "all": 1}, jobs
+
+
+def test_changed_denoise_setting_reruns_denoise_only(demo_run, tmp_path):
+    workdir = tmp_path / "sigma"
+    shutil.copytree(demo_run, workdir, symlinks=True)
+    jobs = planned_jobs(workdir, config={"denoise": {"method": "gaussian", "gaussian": {"ksize": 5, "sigma": 2.0}}})
+    assert jobs == {"denoise": TINY_CONFIG["shards"], "all": 1}, jobs
+
+
+def write_sheet(folder, rows):
+    path = folder / "samples.csv"
+    pd.DataFrame(rows, columns=["patient_id", "item_id", "path", "label", "mask", "split"]).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("problem", ["unknown_label", "corrupt_video", "duplicate_id"])
+def test_bad_sheet_fails_before_any_job_and_writes_nothing(demo_run, tmp_path, problem):
+    data = tmp_path / "data"
+    shutil.copytree(demo_run / "results/demo", data)
+    rows = pd.read_csv(data / "samples.csv", keep_default_na=False).values.tolist()
+    # Line numbers as the user sees them in the file: the header is line 1.
+    if problem == "unknown_label":
+        rows[2][3] = "carcinoma"
+        expected = ["line 4", "carcinoma"]
+    elif problem == "corrupt_video":
+        index = next(i for i, row in enumerate(rows) if row[2].endswith(".mp4"))
+        (data / rows[index][2]).write_bytes(b"\x00\x00\x00\x18ftypmp42 truncated")
+        expected = [f"line {index + 2}", rows[index][1]]
+    else:
+        rows[3][1] = rows[1][1]
+        expected = ["line 3", "line 5", rows[1][1]]
+    sheet = write_sheet(data, rows)
+    before = sorted((p.relative_to(data), p.stat().st_mtime_ns) for p in data.rglob("*") if p.name != "samples.csv")
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    result = run_snakemake(workdir, config={"samples": str(sheet)}, check=False)
+    assert result.returncode != 0
+    message = result.stdout + result.stderr
+    for text in expected:
+        assert text in message, (text, message[-3000:])
+    assert not (workdir / "results").exists(), "nothing may be written before the sheet is valid"
+    after = sorted((p.relative_to(data), p.stat().st_mtime_ns) for p in data.rglob("*") if p.name != "samples.csv")
+    assert before == after, "raw data must never be modified"

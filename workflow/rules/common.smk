@@ -1,0 +1,132 @@
+import sys
+from pathlib import Path
+
+import pandas as pd
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import min_version, validate
+
+min_version("9.10")
+
+# The library sits next to the Snakefile; importable even when not pip-installed.
+sys.path.insert(0, workflow.basedir)
+
+from sonoflow.importers import load_layout
+from sonoflow.models import MODEL_NAMES
+from sonoflow.sheet import ProbeCache, SheetError, add_shards, read_sheet, validate_sheet
+from sonoflow.split import SplitSettings, check_enough_patients
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+DEMO_SHEET = "results/demo/samples.csv"
+SHARDS = [f"{index:02d}" for index in range(config["shards"])]
+SHEET_COLUMNS = ["patient_id", "item_id", "path", "label", "mask", "split"]
+FOLDS = list(range(config["split"]["folds"]))
+MODELS = config["train"]["models"]
+
+unknown_models = sorted(set(MODELS) - set(MODEL_NAMES))
+if unknown_models:
+    raise WorkflowError(f"unknown model(s) {unknown_models} in train.models; known: {', '.join(MODEL_NAMES)}")
+
+
+wildcard_constraints:
+    shard=r"\d+",
+    fold=r"\d+",
+    model="|".join(MODEL_NAMES),
+
+
+def uses_demo():
+    return not config["samples"] and not config.get("data", {}).get("layout")
+
+
+def sheet_source():
+    """Where the rows come from, for messages and the run manifest."""
+    if config["samples"]:
+        return config["samples"]
+    if not uses_demo():
+        return f"{config['data']['layout']} layout at {config['data'].get('folder') or config['data'].get('csv')}"
+    return DEMO_SHEET
+
+
+_validated = {}
+
+
+def samples():
+    """The validated sample sheet with a `shard` column, read once per snakemake process.
+
+    Every row is checked (labels, ids, files, decodability, masks) before any job that reads
+    media is scheduled; a problem stops the run with the offending lines named.
+    """
+    if "sheet" not in _validated:
+        if config["samples"]:
+            rows = read_sheet(config["samples"])
+        elif uses_demo():
+            rows = read_sheet(checkpoints.demo_data.get().output.sheet)
+        else:
+            rows = load_layout(config["data"], base_dir=Path.cwd())
+        try:
+            validate(rows[SHEET_COLUMNS], schema="../schemas/samples.schema.yaml")
+        except WorkflowError as error:
+            raise WorkflowError(f"sample sheet {sheet_source()} does not match its schema", error)
+        try:
+            checked = validate_sheet(
+                rows,
+                labels=config["labels"],
+                sheet_name=Path(sheet_source()).name,
+                probe_cache=ProbeCache(config["probe_cache"]),
+            )
+            # Too few patients per class for the folds is a sheet problem too: say so now.
+            check_enough_patients(checked, config["labels"], SplitSettings.from_config(config["split"]))
+        except (SheetError, ValueError) as error:
+            raise WorkflowError(f"sample sheet {sheet_source()} is invalid:\n{error}")
+        _validated["sheet"] = add_shards(checked, config["shards"])
+    return _validated["sheet"]
+
+
+def shard_rows(shard):
+    sheet = samples()
+    return sheet.loc[sheet["shard"] == int(shard), SHEET_COLUMNS].sort_values("item_id")
+
+
+def shard_media(wildcards):
+    """The files one ingest shard reads: a change to any of them reruns that shard only."""
+    rows = shard_rows(wildcards.shard)
+    masks = [path for field in rows["mask"] if field for path in field.split(";")]
+    return {"media": rows["path"].tolist(), "masks": masks}
+
+
+def shard_records(wildcards):
+    """The shard's rows as plain records: params, so an edited row reruns its shard only."""
+    return shard_rows(wildcards.shard).to_dict("records")
+
+
+def denoise_settings():
+    method = config["denoise"]["method"]
+    return {"method": method, method: config["denoise"].get(method, {})}
+
+
+# Keys of `train` that do not change what one (model, fold) job computes: excluded from its
+# params so that, e.g., adding a model does not rerun the others.
+NOT_TRAINING_PARAMS = {"models", "weights", "init_from", "gpu", "threads"}
+
+
+def train_settings(wildcards):
+    settings = {key: value for key, value in config["train"].items() if key not in NOT_TRAINING_PARAMS}
+    settings["weights"] = config["train"].get("weights", {}).get(wildcards.model)
+    settings["init_from"] = config["train"].get("init_from", {}).get(wildcards.model)
+    return settings
+
+
+def init_checkpoint(wildcards):
+    """Chained transfer: the other run's checkpoint is an input, so a newer one retrains this."""
+    path = config["train"].get("init_from", {}).get(wildcards.model)
+    return [path] if path else []
+
+
+def all_targets():
+    return [
+        "results/frames.csv",
+        *expand("results/denoise/shard_{shard}/frames.npy", shard=SHARDS),
+        "results/splits.json",
+        *expand("results/train/{model}/folds.csv", model=MODELS),
+    ]

@@ -1,0 +1,13 @@
+rule denoise:
+    input:
+        frames="results/ingest/shard_{shard}/frames.npy",
+    output:
+        frames="results/denoise/shard_{shard}/frames.npy",
+    params:
+        settings=denoise_settings(),
+    log:
+        "results/logs/denoise/shard_{shard}.log",
+    conda:
+        "../../envs/ingest.yaml"
+    script:
+        "../../scripts/denoise.py"

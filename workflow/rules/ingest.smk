@@ -1,0 +1,40 @@
+rule ingest:
+    input:
+        unpack(shard_media),
+    output:
+        frames="results/ingest/shard_{shard}/frames.npy",
+        masks="results/ingest/shard_{shard}/masks.npy",
+        table="results/ingest/shard_{shard}/frames.csv",
+        previews=report(
+            directory("results/ingest/shard_{shard}/previews"),
+            patterns=["{name}.png"],
+            caption="../report/ingest_previews.rst",
+            category="1. Ingest",
+            subcategory="shard {shard}",
+        ),
+    params:
+        rows=shard_records,
+        settings=config["ingest"],
+    log:
+        "results/logs/ingest/shard_{shard}.log",
+    conda:
+        "../../envs/ingest.yaml"
+    script:
+        "../../scripts/ingest.py"
+
+
+rule frames_table:
+    input:
+        tables=expand("results/ingest/shard_{shard}/frames.csv", shard=SHARDS),
+    output:
+        table=report(
+            "results/frames.csv",
+            caption="../report/frames_table.rst",
+            category="1. Ingest",
+        ),
+    log:
+        "results/logs/frames_table.log",
+    conda:
+        "../../envs/ingest.yaml"
+    script:
+        "../../scripts/frames_table.py"

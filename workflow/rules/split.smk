@@ -1,0 +1,19 @@
+rule split:
+    input:
+        frames="results/frames.csv",
+    output:
+        splits="results/splits.json",
+        report=report(
+            "results/split_report.csv",
+            caption="../report/split_report.rst",
+            category="2. Split",
+        ),
+    params:
+        settings=config["split"],
+        labels=config["labels"],
+    log:
+        "results/logs/split.log",
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../../scripts/split.py"
