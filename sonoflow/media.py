@@ -82,7 +82,16 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return to_gray_uint8(image)
 
 
-def _dicom_pixels(path: str | os.PathLike) -> np.ndarray:
+def _dicom_fps(ds) -> float:
+    """Frame rate from the DICOM header (FrameTime in ms, else the cine or display rate)."""
+    frame_time = float(getattr(ds, "FrameTime", 0) or 0)
+    if frame_time > 0:
+        return 1000.0 / frame_time
+    return float(getattr(ds, "CineRate", 0) or getattr(ds, "RecommendedDisplayFrameRate", 0) or 0)
+
+
+def _dicom_pixels(path: str | os.PathLike) -> tuple[np.ndarray, float]:
+    """All frames as (N, H, W) uint8 or (N, H, W, 3) BGR, and the frame rate (0 if unknown)."""
     import pydicom
 
     try:
@@ -96,13 +105,17 @@ def _dicom_pixels(path: str | os.PathLike) -> np.ndarray:
         pixels = pixels[None]
     if samples == 1 and pixels.ndim == 4:
         pixels = pixels[..., 0]
-    if samples == 3 and str(getattr(ds, "PhotometricInterpretation", "")).startswith("YBR"):
-        from pydicom.pixels import convert_color_space
-
-        pixels = convert_color_space(pixels, ds.PhotometricInterpretation, "RGB")
+    if pixels.dtype != np.uint8:
+        # One scale for the whole cine, so brightness does not flicker from frame to frame.
+        pixels = pixels.astype(np.float32)
+        lo, hi = float(pixels.min()), float(pixels.max())
+        pixels = np.zeros(pixels.shape, np.uint8) if hi <= lo else ((pixels - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+    if str(getattr(ds, "PhotometricInterpretation", "")) == "MONOCHROME1":
+        pixels = 255 - pixels  # MONOCHROME1 stores bright as low values
+    # pydicom >= 3 already returns YBR colour data as RGB (the header still says YBR).
     if samples == 3:
         pixels = pixels[..., ::-1]  # RGB -> BGR for to_gray_uint8
-    return pixels
+    return pixels, _dicom_fps(ds)
 
 
 def probe(path: str | os.PathLike) -> MediaInfo:
@@ -129,7 +142,7 @@ def probe(path: str | os.PathLike) -> MediaInfo:
             width, height = int(ds.Columns), int(ds.Rows)
         except Exception as exc:  # noqa: BLE001
             raise MediaError(f"cannot read DICOM {path}: {exc}") from exc
-        return MediaInfo("dicom", width, height, int(getattr(ds, "NumberOfFrames", 1) or 1), 0.0)
+        return MediaInfo("dicom", width, height, int(getattr(ds, "NumberOfFrames", 1) or 1), _dicom_fps(ds))
     cap = cv2.VideoCapture(str(path))
     try:
         if not cap.isOpened():
@@ -159,10 +172,11 @@ def iter_frames(
         yield 0, 0.0, read_image(path)
         return
     if kind == "dicom":
-        pixels = _dicom_pixels(path)
+        pixels, fps = _dicom_pixels(path)
         for index, frame in enumerate(pixels):
-            if keep(index, 0.0):
-                yield index, 0.0, to_gray_uint8(np.asarray(frame))
+            time_s = index / fps if fps else 0.0
+            if keep(index, time_s):
+                yield index, time_s, to_gray_uint8(np.asarray(frame))
         return
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
@@ -171,16 +185,18 @@ def iter_frames(
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         fps = fps if np.isfinite(fps) and fps > 0 else 0.0
         index = 0
-        decoded_any = False
+        kept_any = decoded_any = False
         while cap.grab():
             time_s = index / fps if fps else 0.0
             if keep(index, time_s):
+                kept_any = True
                 ok, frame = cap.retrieve()
                 if ok and frame is not None:
                     decoded_any = True
                     yield index, time_s, to_gray_uint8(frame)
             index += 1
-        if index == 0 or (not decoded_any and index > 0 and keep(0, 0.0)):
+        # keep() is asked exactly once per frame: it may count what it has accepted.
+        if index == 0 or (kept_any and not decoded_any):
             raise MediaError(f"video {path} has no decodable frame")
     finally:
         cap.release()

@@ -1,0 +1,201 @@
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage, generate_uid
+
+from sonoflow.media import MediaError, iter_frames, media_kind, probe, read_image
+
+
+def distinct_frames(n: int, height: int = 48, width: int = 64) -> np.ndarray:
+    """Frames of flat, well separated grey levels: they survive lossy codecs recognisably."""
+    return np.stack([np.full((height, width), 20 + 20 * i, np.uint8) for i in range(n)])
+
+
+def write_video(path: Path, frames: np.ndarray, fps: float = 10.0, fourcc: str = "mp4v") -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, frames.shape[2:0:-1])
+    assert writer.isOpened()
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
+    writer.release()
+    return path
+
+
+def write_dicom(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2", frame_time_ms: float | None = None) -> Path:
+    """An uncompressed DICOM: (n, h, w) gray or (n, h, w, 3) colour, 8 or 16 bit, multi-frame when n > 1."""
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.MediaStorageSOPClassUID = UltrasoundMultiFrameImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Rows, ds.Columns = pixels.shape[1:3]
+    ds.NumberOfFrames = pixels.shape[0]
+    ds.SamplesPerPixel = 3 if pixels.ndim == 4 else 1
+    if pixels.ndim == 4:
+        ds.PlanarConfiguration = 0
+    ds.PhotometricInterpretation = photometric
+    bits = 16 if pixels.dtype == np.uint16 else 8
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, bits, bits - 1, 0
+    if frame_time_ms:
+        ds.FrameTime = frame_time_ms
+    ds.PixelData = np.ascontiguousarray(pixels).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def write_gif(path: Path, frames: np.ndarray) -> Path:
+    images = [Image.fromarray(frame) for frame in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=100, loop=0)
+    return path
+
+
+def test_media_kind_by_extension():
+    assert media_kind("a/clip.MP4") == "video"
+    assert media_kind("x.gif") == "video"
+    assert media_kind("scan.dcm") == "dicom"
+    assert media_kind("img.TIFF") == "image"
+    with pytest.raises(MediaError, match="unsupported file type '.txt'"):
+        media_kind("notes.txt")
+    with pytest.raises(MediaError, match="no extension"):
+        media_kind("README")
+
+
+def test_probe_image_video_dicom(tmp_path):
+    png = tmp_path / "a.png"
+    cv2.imwrite(str(png), np.zeros((30, 40), np.uint8))
+    assert probe(png).to_dict() == {"kind": "image", "width": 40, "height": 30, "n_frames": 1, "fps": 0.0}
+
+    video = probe(write_video(tmp_path / "v.mp4", distinct_frames(7), fps=12.0))
+    assert (video.kind, video.width, video.height, video.n_frames) == ("video", 64, 48, 7)
+    assert video.fps == pytest.approx(12.0)
+
+    dicom = probe(write_dicom(tmp_path / "d.dcm", distinct_frames(3, 20, 24)))
+    assert (dicom.kind, dicom.width, dicom.height, dicom.n_frames) == ("dicom", 24, 20, 3)
+
+
+@pytest.mark.parametrize("name", ["x.mp4", "x.png", "x.dcm"])
+def test_probe_rejects_corrupt_files(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(np.random.default_rng(0).bytes(4000))
+    with pytest.raises(MediaError, match=str(path)):
+        probe(path)
+
+
+def test_probe_missing_and_unsupported(tmp_path):
+    with pytest.raises(MediaError, match="file not found"):
+        probe(tmp_path / "nope.mp4")
+    (tmp_path / "table.csv").write_text("a,b\n")
+    with pytest.raises(MediaError, match="unsupported file type '.csv'"):
+        probe(tmp_path / "table.csv")
+
+
+def test_iter_frames_video_indices_times_and_pixels(tmp_path):
+    frames = distinct_frames(6)
+    path = write_video(tmp_path / "v.mp4", frames, fps=5.0)
+    out = list(iter_frames(path))
+    assert [index for index, _, _ in out] == list(range(6))
+    assert [time_s for _, time_s, _ in out] == pytest.approx([i / 5.0 for i in range(6)])
+    for (_, _, frame), original in zip(out, frames):
+        assert frame.dtype == np.uint8 and frame.shape == (48, 64)
+        assert abs(float(frame.mean()) - float(original.mean())) < 6  # codec rounding; levels are 20 apart
+
+
+def test_iter_frames_asks_keep_once_per_frame_in_order(tmp_path):
+    path = write_video(tmp_path / "v.mp4", distinct_frames(5))
+    asked = []
+
+    def keep(index, time_s):
+        asked.append(index)
+        return index % 2 == 0
+
+    assert [index for index, _, _ in iter_frames(path, keep)] == [0, 2, 4]
+    assert asked == [0, 1, 2, 3, 4]
+    # Rejecting every frame of a good clip is not an error, and asks no more questions.
+    asked.clear()
+    assert list(iter_frames(path, lambda index, time_s: asked.append(index))) == []
+    assert asked == [0, 1, 2, 3, 4]
+
+
+def test_iter_frames_zero_frame_and_corrupt_video(tmp_path):
+    empty = tmp_path / "empty.avi"
+    writer = cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+    writer.release()
+    with pytest.raises(MediaError, match="no decodable frame"):
+        list(iter_frames(empty))
+    corrupt = tmp_path / "x.mp4"
+    corrupt.write_bytes(np.random.default_rng(1).bytes(4000))
+    with pytest.raises(MediaError, match="cannot open video"):
+        list(iter_frames(corrupt))
+
+
+def test_iter_frames_gif(tmp_path):
+    frames = distinct_frames(4, 30, 40)
+    out = list(iter_frames(write_gif(tmp_path / "a.gif", frames)))
+    assert [index for index, _, _ in out] == [0, 1, 2, 3]
+    np.testing.assert_allclose([f.mean() for _, _, f in out], frames.mean(axis=(1, 2)), atol=2)
+
+
+def test_iter_frames_multiframe_dicom(tmp_path):
+    pixels = np.random.default_rng(2).integers(0, 256, (4, 20, 24), dtype=np.uint8)
+    path = write_dicom(tmp_path / "d.dcm", pixels)
+    out = list(iter_frames(path, lambda index, time_s: index != 1))
+    assert [index for index, _, _ in out] == [0, 2, 3]
+    for (index, _, frame) in out:
+        np.testing.assert_array_equal(frame, pixels[index])
+
+
+def test_dicom_cine_times_one_brightness_scale_and_monochrome1(tmp_path):
+    cine = np.stack([np.full((8, 8), level, np.uint16) for level in (1000, 2000, 3000)])
+    cine[:, 0, 0] = 0  # a shared black point
+    path = write_dicom(tmp_path / "cine.dcm", cine, frame_time_ms=50.0)
+    assert probe(path).fps == pytest.approx(20.0)
+    out = list(iter_frames(path))
+    assert [round(t, 3) for _, t, _ in out] == [0.0, 0.05, 0.1]
+    # Scaled over the whole cine (not per frame), so brighter frames stay brighter.
+    levels = [int(frame[4, 4]) for _, _, frame in out]
+    assert levels[0] < levels[1] < levels[2] == 255
+
+    inverted = write_dicom(tmp_path / "m1.dcm", np.full((1, 4, 4), 10, np.uint8), photometric="MONOCHROME1")
+    (_, _, frame), = list(iter_frames(inverted))
+    assert frame.max() == 245  # MONOCHROME1: low values are bright
+
+
+def test_iter_frames_ybr_dicom_is_converted_once(tmp_path):
+    # pydicom >= 3 hands YBR data back as RGB already; converting again would shift the grey.
+    from pydicom.pixels import convert_color_space
+
+    rgb = np.zeros((1, 8, 8, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, 60, 30
+    path = write_dicom(tmp_path / "c.dcm", convert_color_space(rgb, "RGB", "YBR_FULL"), photometric="YBR_FULL")
+    assert pydicom.dcmread(path).PhotometricInterpretation == "YBR_FULL"
+    (_, _, frame), = list(iter_frames(path))
+    expected = cv2.cvtColor(rgb[0], cv2.COLOR_RGB2GRAY)
+    assert np.abs(frame.astype(int) - expected).max() <= 2
+
+
+def test_iter_frames_still_image_and_read_image_formats(tmp_path):
+    gray = np.arange(60, dtype=np.uint8).reshape(6, 10)
+    png = tmp_path / "g.png"
+    cv2.imwrite(str(png), gray)
+    assert [(i, t) for i, t, _ in iter_frames(png)] == [(0, 0.0)]
+    np.testing.assert_array_equal(read_image(png), gray)
+
+    colour = tmp_path / "c.png"
+    cv2.imwrite(str(colour), np.dstack([gray, gray, gray]))
+    np.testing.assert_array_equal(read_image(colour), gray)
+
+    deep = tmp_path / "d.png"
+    cv2.imwrite(str(deep), (gray.astype(np.uint16) * 1000))
+    image = read_image(deep)
+    assert image.dtype == np.uint8 and image.min() == 0 and image.max() == 255
+
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(MediaError, match="cannot decode image"):
+        read_image(bad)
