@@ -30,6 +30,7 @@ FRAME_COLUMNS = [
 BBox = tuple[int, int, int, int]  # y0, y1, x0, x1 (end-exclusive)
 
 # Near-duplicates are judged on small thumbnails: cheap, and blind to speckle-level noise.
+# The threshold is a mean absolute difference over the thumbnail's content (non-black) pixels.
 THUMBNAIL_SIZE = 32
 # Scan-area detection works on copies shrunk by a whole factor to a longer side of 256-511
 # pixels (speed, and thin text strokes average away), of at most this many frames.
@@ -186,7 +187,9 @@ def read_item_frames(
         if settings.dedup_threshold > 0:
             thumbnail = _thumbnail(frame)
             if last_thumbnail is not None:
-                difference = cv2.norm(thumbnail, last_thumbnail, cv2.NORM_L1) / thumbnail.size
+                # Averaged over content pixels only: a black border must not dilute real motion.
+                content = max(int(np.count_nonzero((thumbnail > CONTENT_LEVEL) | (last_thumbnail > CONTENT_LEVEL))), 1)
+                difference = cv2.norm(thumbnail, last_thumbnail, cv2.NORM_L1) / content
                 if difference < settings.dedup_threshold:
                     continue
             last_thumbnail = thumbnail
