@@ -1,0 +1,142 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sonoflow.split import (LeakageError, PatientPartition, SplitError, SplitSettings, check_enough_patients,
+                            check_splits, frames_for_parts, held_out_patients, make_splits, partition_for_fold,
+                            patient_table, select_frames, split_report)
+
+LABELS = ["a", "b", "c"]
+
+
+def frames_of(n_patients: int, frames_per_patient: int = 3, prefix: str = "P", seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for p in range(n_patients):
+        label = LABELS[p % 3]
+        for f in range(int(rng.integers(1, frames_per_patient + 1))):
+            rows.append({"patient_id": f"{prefix}{p:04d}", "item_id": f"{prefix}{p:04d}_i{f}", "label": label, "split": ""})
+    return pd.DataFrame(rows)
+
+
+def test_deterministic_for_a_seed_and_seed_matters():
+    frames = frames_of(60)
+    settings = SplitSettings(seed=1, folds=3)
+    assert make_splits(frames, LABELS, settings) == make_splits(frames, LABELS, settings)
+    assert make_splits(frames, LABELS, settings)["test"] != make_splits(frames, LABELS, SplitSettings(seed=2, folds=3))["test"]
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_adding_patients_never_moves_existing_ones_across_the_test_boundary(seed):
+    old = frames_of(60, seed=seed)
+    new = pd.concat([old, frames_of(20, prefix="N", seed=seed + 100)], ignore_index=True)
+    settings = SplitSettings(seed=seed, folds=2, test_fraction=0.25)
+    old_test = set(held_out_patients(patient_table(old), settings))
+    new_test = set(held_out_patients(patient_table(new), settings))
+    assert {p for p in new_test if p.startswith("P")} == old_test
+
+
+def test_test_fraction_is_respected_on_many_patients():
+    splits = make_splits(frames_of(1500), LABELS, SplitSettings(seed=0, test_fraction=0.2, folds=5))
+    assert abs(len(splits["test"]) / 1500 - 0.2) < 0.03
+
+
+def test_folds_are_disjoint_cover_the_rest_and_are_stratified():
+    frames = frames_of(90)
+    splits = make_splits(frames, LABELS, SplitSettings(seed=4, folds=5))
+    rest = set(frames["patient_id"]) - set(splits["test"])
+    vals = [set(f["val"]) for f in splits["folds"]]
+    assert set().union(*vals) == rest and sum(map(len, vals)) == len(rest)
+    labels = patient_table(frames)["label"]
+    for fold in splits["folds"]:
+        assert not set(fold["train"]) & set(fold["val"])
+        assert not (set(fold["train"]) | set(fold["val"])) & set(splits["test"])
+        assert set(labels[fold["val"]]) == set(LABELS)
+
+
+def test_fixed_split_column_is_honoured_and_conflicts_rejected():
+    frames = frames_of(30)
+    fixed = {"P0000", "P0001", "P0002"}
+    frames.loc[frames["patient_id"].isin(fixed), "split"] = "test"
+    splits = make_splits(frames, LABELS, SplitSettings(folds=3))
+    assert set(splits["test"]) == fixed
+    first = frames.index[frames["patient_id"] == "P0003"]
+    if len(first) > 1:
+        frames.loc[first[0], "split"] = "test"
+        frames.loc[first[1], "split"] = "train"
+    else:
+        frames = pd.concat([frames, frames.loc[first].assign(split="train", item_id="extra")], ignore_index=True)
+        frames.loc[first[0], "split"] = "test"
+    with pytest.raises(SplitError, match="P0003"):
+        make_splits(frames, LABELS, SplitSettings(folds=3))
+
+
+def test_train_in_sheet_keeps_a_patient_out_of_test():
+    frames = frames_of(300).assign(split="train")
+    frames.loc[frames["patient_id"].isin(["P0000", "P0001", "P0002"]), "split"] = ""
+    settings = SplitSettings(test_fraction=0.9, folds=2)
+    assert set(held_out_patients(patient_table(frames), settings)) <= {"P0000", "P0001", "P0002"}
+
+
+def test_single_split_with_val_fraction_gives_7_1_2():
+    frames = frames_of(600)
+    splits = make_splits(frames, LABELS, SplitSettings(seed=0, test_fraction=0.2, folds=1, val_fraction=0.125))
+    (fold,) = splits["folds"]
+    n = {"train": len(fold["train"]), "val": len(fold["val"]), "test": len(splits["test"])}
+    assert abs(n["train"] / 600 - 0.7) < 0.04 and abs(n["val"] / 600 - 0.1) < 0.03 and abs(n["test"] / 600 - 0.2) < 0.04
+
+
+def test_no_test_set_when_fraction_is_zero():
+    assert make_splits(frames_of(30), LABELS, SplitSettings(test_fraction=0, folds=3))["test"] == []
+
+
+def test_too_few_patients_names_the_class():
+    frames = frames_of(30)
+    frames = frames[~frames["patient_id"].isin([f"P{p:04d}" for p in range(1, 30, 3)][:8])]  # class 'b' nearly gone
+    with pytest.raises(SplitError, match="class 'b' has 2 patients"):
+        check_enough_patients(frames, LABELS, SplitSettings(test_fraction=0, folds=5))
+
+
+def test_partition_refuses_overlap_and_names_the_patient():
+    with pytest.raises(LeakageError, match="P7.*train and test"):
+        PatientPartition(train=["P1", "P7"], val=["P2"], test=["P7"])
+    with pytest.raises(LeakageError, match="P2"):
+        frames_for_parts(frames_of(3), train=["P2"], val=["P2"])
+
+
+def test_select_frames_returns_only_that_part_and_refuses_unknown_patients():
+    frames = frames_of(60)
+    splits = make_splits(frames, LABELS, SplitSettings(seed=5, folds=3))
+    partition = partition_for_fold(splits, 1)
+    for part in ("train", "val", "test"):
+        chosen = select_frames(frames, partition, part)
+        assert set(chosen["patient_id"]) == set(partition.part(part))
+        assert chosen.index.isin(frames.index).all()
+    extra = pd.concat([frames, pd.DataFrame([{"patient_id": "NEW", "item_id": "x", "label": "a", "split": ""}])])
+    with pytest.raises(LeakageError, match="NEW"):
+        select_frames(extra, partition, "train")
+
+
+def test_json_round_trip_and_tampering_is_caught():
+    frames = frames_of(60)
+    splits = json.loads(json.dumps(make_splits(frames, LABELS, SplitSettings(seed=6, folds=3))))
+    check_splits(splits, patient_table(frames)["label"].to_dict())
+    tampered = json.loads(json.dumps(splits))
+    tampered["folds"][0]["train"].append(tampered["folds"][0]["val"][0])
+    with pytest.raises(LeakageError):
+        check_splits(tampered)
+    tampered = json.loads(json.dumps(splits))
+    tampered["folds"][1]["val"].append(tampered["test"][0])
+    with pytest.raises(LeakageError):
+        check_splits(tampered)
+
+
+def test_split_report_counts_every_frame_once_per_fold():
+    frames = frames_of(45)
+    splits = make_splits(frames, LABELS, SplitSettings(seed=7, folds=3))
+    report = split_report(frames, splits)
+    for fold in ("0", "1", "2"):
+        in_fold = report[(report["fold"] == fold) | (report["part"] == "test")]
+        assert in_fold["frames"].sum() == len(frames)
