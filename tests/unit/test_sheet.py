@@ -1,0 +1,173 @@
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+import sonoflow.sheet as sheet_module
+from sonoflow.sheet import ProbeCache, SheetError, add_shards, read_sheet, shard_of, validate_sheet
+
+LABELS = ["benign", "malignant"]
+COLUMNS = ["patient_id", "item_id", "path", "label", "mask", "split"]
+
+
+@pytest.fixture
+def data(tmp_path):
+    """A folder with two images (one with a mask) and a clip, and a valid sheet for them."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    image = np.random.default_rng(0).integers(0, 255, (40, 50), dtype=np.uint8)
+    cv2.imwrite(str(folder / "a.png"), image)
+    cv2.imwrite(str(folder / "a_mask.png"), (image > 128).astype(np.uint8) * 255)
+    cv2.imwrite(str(folder / "b.jpg"), image)
+    writer = cv2.VideoWriter(str(folder / "c.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (50, 40))
+    for _ in range(5):
+        writer.write(cv2.cvtColor(image, cv2.COLOR_GRAY2BGR))
+    writer.release()
+    rows = [["P1", "a", "a.png", "benign", "a_mask.png", ""],
+            ["P1", "b", "b.jpg", "benign", "", ""],
+            ["P2", "c", "c.mp4", "malignant", "", "test"]]
+    return folder, rows
+
+
+def write(folder, rows, name="samples.csv", sep=","):
+    path = folder / name
+    pd.DataFrame(rows, columns=COLUMNS).to_csv(path, index=False, sep=sep)
+    return path
+
+
+def check(folder, rows, **kwargs):
+    return validate_sheet(read_sheet(write(folder, rows)), labels=LABELS, sheet_name="samples.csv", **kwargs)
+
+
+def test_valid_sheet_passes_keeps_order_and_adds_probe_columns(data):
+    folder, rows = data
+    table = check(folder, rows)
+    assert table["item_id"].tolist() == ["a", "b", "c"]
+    assert table["line"].tolist() == [2, 3, 4]
+    assert table["kind"].tolist() == ["image", "image", "video"]
+    assert (table[["width", "height"]].to_numpy() == [50, 40]).all()
+    assert os.path.isabs(table["path"][0]) and table["mask"][0].endswith("a_mask.png")
+
+
+def test_tsv_and_absolute_paths(data):
+    folder, rows = data
+    rows[0][2] = str(folder / "a.png")
+    table = validate_sheet(read_sheet(write(folder, rows, "s.tsv", sep="\t")), labels=LABELS)
+    assert table["path"][0] == str(folder / "a.png")
+
+
+@pytest.mark.parametrize("problem, expected", [
+    ("missing_file", ["line 3", "'b'", "file not found"]),
+    ("corrupt_video", ["line 4", "'c'", "cannot open video"]),
+    ("zero_frames", ["line 4", "'c'"]),
+    ("unknown_label", ["line 2", "'a'", "unknown label 'cancer'", "benign, malignant"]),
+    ("duplicate_id", ["lines 2, 3", "duplicate item_id 'a'"]),
+    ("two_labels", ["lines 2, 3", "patient 'P1' has several labels"]),
+    ("mask_missing", ["line 2", "mask not found"]),
+    ("mask_size", ["line 2", "is 10x10, the image 50x40"]),
+    ("unsupported", ["line 3", "unsupported file type '.xyz'"]),
+    ("bad_split", ["line 2", "split must be"]),
+    ("mask_on_video", ["line 4", "only allowed for an image"]),
+    ("empty_value", ["line 2", "empty patient_id"]),
+])
+def test_each_bad_input_names_its_line(data, problem, expected):
+    folder, rows = data
+    if problem == "missing_file":
+        rows[1][2] = "gone.png"
+    elif problem == "corrupt_video":
+        (folder / "c.mp4").write_bytes(os.urandom(3000))
+    elif problem == "zero_frames":
+        writer = cv2.VideoWriter(str(folder / "c.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (50, 40))
+        writer.release()
+    elif problem == "unknown_label":
+        rows[0][3] = "cancer"
+    elif problem == "duplicate_id":
+        rows[1][1] = "a"
+    elif problem == "two_labels":
+        rows[1][3] = "malignant"
+    elif problem == "mask_missing":
+        rows[0][4] = "nope_mask.png"
+    elif problem == "mask_size":
+        cv2.imwrite(str(folder / "a_mask.png"), np.zeros((10, 10), np.uint8))
+    elif problem == "unsupported":
+        (folder / "b.xyz").write_bytes(b"x")
+        rows[1][2] = "b.xyz"
+    elif problem == "bad_split":
+        rows[0][5] = "holdout"
+    elif problem == "mask_on_video":
+        rows[2][4] = "a_mask.png"
+    elif problem == "empty_value":
+        rows[0][0] = ""
+    with pytest.raises(SheetError) as error:
+        check(folder, rows)
+    for text in expected:
+        assert text in str(error.value), (text, str(error.value))
+
+
+def test_all_problems_are_reported_together(data):
+    folder, rows = data
+    rows[0][3] = "cancer"
+    rows[1][2] = "gone.png"
+    rows[2][5] = "later"
+    with pytest.raises(SheetError) as error:
+        check(folder, rows)
+    message = str(error.value)
+    # The unknown label also gives patient P1 two labels: four problems, each with its line.
+    assert "4 problem(s)" in message
+    for text in ["line 2 (item 'a'): unknown label", "line 3 (item 'b'): file not found", "lines 2, 3: patient 'P1'",
+                 "line 4 (item 'c'): split must be"]:
+        assert text in message, text
+
+
+def test_empty_sheet(tmp_path):
+    (tmp_path / "s.csv").write_text("patient_id,item_id,path,label\n")
+    with pytest.raises(SheetError, match="no rows"):
+        validate_sheet(read_sheet(tmp_path / "s.csv"), labels=LABELS)
+    (tmp_path / "e.csv").write_text("")
+    with pytest.raises(SheetError, match="empty"):
+        read_sheet(tmp_path / "e.csv")
+
+
+def test_missing_column(tmp_path):
+    (tmp_path / "s.csv").write_text("patient_id,item_id,file,label\nP1,a,a.png,benign\n")
+    with pytest.raises(SheetError, match=r"lacks column\(s\) \['path'\]"):
+        validate_sheet(read_sheet(tmp_path / "s.csv"), labels=LABELS)
+
+
+def test_probe_cache_probes_once_and_reprobes_changed_files(data, tmp_path, monkeypatch):
+    folder, rows = data
+    calls = []
+    real_probe = sheet_module.probe
+    monkeypatch.setattr(sheet_module, "probe", lambda path: calls.append(path) or real_probe(path))
+    cache_file = tmp_path / "cache" / "probe.sqlite"
+    check(folder, rows, probe_cache=ProbeCache(cache_file))
+    assert len(calls) == 4  # three items and one mask
+    check(folder, rows, probe_cache=ProbeCache(cache_file))
+    assert len(calls) == 4, "unchanged files must not be probed again"
+    (folder / "c.mp4").write_bytes(os.urandom(2000))  # replaced by a broken file
+    with pytest.raises(SheetError, match="line 4"):
+        check(folder, rows, probe_cache=ProbeCache(cache_file))
+    assert calls[-1].endswith("c.mp4") and len(calls) == 5
+
+
+def test_validation_never_writes_into_the_data_folder(data):
+    folder, rows = data
+    sheet = write(folder, rows)
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir())
+    validate_sheet(read_sheet(sheet), labels=LABELS, probe_cache=ProbeCache(folder.parent / "cache.sqlite"))
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir()) == before
+
+
+def test_shards_are_stable_across_processes_and_spread():
+    assert shard_of("P001_img1", 16) == 3  # a fixed value: must never change between releases
+    other = subprocess.run([sys.executable, "-c", "from sonoflow.sheet import shard_of; print(shard_of('P001_img1', 16))"],
+                           capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": "123"})
+    assert int(other.stdout) == 3
+    counts = np.bincount([shard_of(f"item{i}", 8) for i in range(8000)], minlength=8)
+    assert counts.min() > 850 and counts.max() < 1150
+    table = add_shards(pd.DataFrame({"item_id": ["x", "y"]}), 4)
+    assert table["shard"].tolist() == [shard_of("x", 4), shard_of("y", 4)]
