@@ -101,3 +101,12 @@ def test_chained_transfer_skips_a_head_of_another_size(tmp_path):
 def test_unknown_model_lists_the_known_ones():
     with pytest.raises(ValueError, match="unknown model 'resnet9000'.*resnet18"):
         build_model("resnet9000", 2)
+
+
+def test_config_schema_knows_exactly_the_registered_models():
+    from pathlib import Path
+
+    import yaml
+
+    schema = yaml.safe_load((Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml").read_text())
+    assert schema["properties"]["train"]["properties"]["models"]["items"]["enum"] == list(MODEL_NAMES)

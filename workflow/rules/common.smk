@@ -11,7 +11,6 @@ min_version("9.10")
 sys.path.insert(0, workflow.basedir)
 
 from sonoflow.importers import load_layout
-from sonoflow.models import MODEL_NAMES
 from sonoflow.sheet import ProbeCache, SheetError, add_shards, read_sheet, validate_sheet
 from sonoflow.split import SplitSettings, check_enough_patients
 
@@ -19,20 +18,17 @@ from sonoflow.split import SplitSettings, check_enough_patients
 validate(config, schema="../schemas/config.schema.yaml")
 
 DEMO_SHEET = "results/demo/samples.csv"
+# Absolute: the sheet is validated inside input functions, after parsing has moved on.
+SAMPLES_SCHEMA = str(Path(workflow.basedir) / "workflow/schemas/samples.schema.yaml")
 SHARDS = [f"{index:02d}" for index in range(config["shards"])]
 SHEET_COLUMNS = ["patient_id", "item_id", "path", "label", "mask", "split"]
 FOLDS = list(range(config["split"]["folds"]))
 MODELS = config["train"]["models"]
 
-unknown_models = sorted(set(MODELS) - set(MODEL_NAMES))
-if unknown_models:
-    raise WorkflowError(f"unknown model(s) {unknown_models} in train.models; known: {', '.join(MODEL_NAMES)}")
-
-
 wildcard_constraints:
     shard=r"\d+",
     fold=r"\d+",
-    model="|".join(MODEL_NAMES),
+    model="|".join(MODELS),
 
 
 def uses_demo():
@@ -65,7 +61,7 @@ def samples():
         else:
             rows = load_layout(config["data"], base_dir=Path.cwd())
         try:
-            validate(rows[SHEET_COLUMNS], schema="../schemas/samples.schema.yaml")
+            validate(rows[SHEET_COLUMNS], schema=SAMPLES_SCHEMA)
         except WorkflowError as error:
             raise WorkflowError(f"sample sheet {sheet_source()} does not match its schema", error)
         try:

@@ -1,7 +1,7 @@
 checkpoint demo_data:
     output:
         sheet=DEMO_SHEET,
-        items=directory("results/demo/items"),
+        media=directory("results/demo/items"),
     params:
         settings=config.get("demo", {}),
     log:
