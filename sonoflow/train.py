@@ -257,9 +257,9 @@ def train_classifier(
         torch.backends.cudnn.benchmark = True
 
     x_train = torch.as_tensor(np.ascontiguousarray(train_frames)).to(device)
-    y_train = torch.as_tensor(train_labels, dtype=torch.long)
+    y_train = torch.tensor(train_labels, dtype=torch.long)
     x_val = torch.as_tensor(np.ascontiguousarray(val_frames))
-    y_val = torch.as_tensor(val_labels, dtype=torch.long)
+    y_val = torch.tensor(val_labels, dtype=torch.long)
 
     weights = class_weights(train_labels, n_classes) if settings.class_weighting == "balanced" else None
     loss_fn = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None)

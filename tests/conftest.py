@@ -9,20 +9,31 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
-# The smallest demo that still exercises every stage: 2 patients per class, short clips.
+# The smallest demo that still exercises every stage: 3 patients per class (one held out for
+# test with this seed, two for two folds), short clips, small frames, two quick epochs.
 TINY_CONFIG = {
-    "demo": {"patients_per_class": 2, "images_per_patient": 1, "clips_per_patient": 1, "frames_per_clip": 6, "seed": 0},
+    "demo": {"patients_per_class": 3, "images_per_patient": 1, "clips_per_patient": 1, "frames_per_clip": 6, "seed": 0},
     "shards": 3,
     "ingest": {"size": 64, "resize": "pad", "step": 1, "fps": None, "max_frames": 4,
                "dedup_threshold": 2.0, "crop": True, "previews": 1},
+    "split": {"seed": 41, "test_fraction": 0.25, "folds": 2},
+    "train": {"models": ["efficientnet_lite0"], "epochs": 2, "input_size": 64, "batch_size": 16, "threads": 1},
 }
+
+
+def merge(base: dict, override: dict) -> dict:
+    """Nested dict update, as snakemake merges config files."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def run_snakemake(workdir: Path, *args: str, config: dict | None = None, check: bool = True, timeout: int = 900):
     """Run the repository's Snakefile in ``workdir`` with the tiny config layered on top."""
     configfile = workdir / "tiny_config.yaml"
-    configfile.write_text(yaml.safe_dump({**TINY_CONFIG, **(config or {})}))
-    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(configfile),
+    configfile.write_text(yaml.safe_dump(merge(TINY_CONFIG, config or {})))
+    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(REPO / "config.yaml"), str(configfile),
            "--cores", "2", "--workflow-profile", str(REPO / "workflow/profiles/default"), *args]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)

@@ -43,6 +43,32 @@ def test_demo_produces_frames_masks_and_denoised_arrays(demo_run):
     assert len(previews) >= len(sheet)
 
 
+def test_training_outputs_respect_the_patient_split(demo_run):
+    import json
+
+    import torch
+
+    splits = json.loads((demo_run / "results/splits.json").read_text())
+    assert splits["test"], "the tiny config holds out test patients"
+    for fold in splits["folds"]:
+        folder = demo_run / f"results/train/efficientnet_lite0/fold_{fold['fold']}"
+        checkpoint = torch.load(folder / "best.pt", weights_only=False)
+        assert checkpoint["model_name"] == "efficientnet_lite0"
+        assert checkpoint["labels"] == ["cyst", "hyperechoic_mass", "hypoechoic_mass", "normal"]
+        history = pd.read_csv(folder / "history.csv")
+        assert len(history) == TINY_CONFIG["train"]["epochs"] and history["best"].sum() == 1
+        val = pd.read_csv(folder / "predictions_val.csv", dtype={"patient_id": str})
+        test = pd.read_csv(folder / "predictions_test.csv", dtype={"patient_id": str})
+        assert set(val["patient_id"]) == set(fold["val"])
+        assert set(test["patient_id"]) == set(splits["test"])
+        assert not set(val["patient_id"]) & set(fold["train"])
+        probabilities = val.filter(like="prob_").to_numpy()
+        np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-4)
+    summary = pd.read_csv(demo_run / "results/train/efficientnet_lite0/folds.csv", dtype={"fold": str})
+    assert "ensemble" in set(summary["fold"])
+    assert not (demo_run / "results/train/efficientnet_lite0/fold_0.resume.pt").exists(), "finished jobs leave no resume state"
+
+
 def test_rerun_after_full_run_has_nothing_to_do(demo_run):
     assert planned_jobs(demo_run) == {}
 
@@ -64,14 +90,60 @@ def test_added_item_reruns_one_shard_only(demo_run, tmp_path):
                "label": source["label"], "mask": "", "split": ""}
     pd.concat([sheet, pd.DataFrame([new_row])]).to_csv(sheet_path, index=False)
     jobs = planned_jobs(workdir, config={"samples": str(sheet_path)})
-    assert jobs == {"ingest": 1, "denoise": 1, "frames_table": 1, "all": 1}, jobs
+    # One shard's ingest and denoise; everything that depends on the whole data set reruns.
+    folds = TINY_CONFIG["split"]["folds"]
+    assert jobs == {"ingest": 1, "denoise": 1, "frames_table": 1, "split": 1, "train": folds, "fold_summary": 1,
+                    "all": 1}, jobs
 
 
-def test_changed_denoise_setting_reruns_denoise_only(demo_run, tmp_path):
+def test_changed_denoise_setting_reruns_from_denoise_on(demo_run, tmp_path):
     workdir = tmp_path / "sigma"
     shutil.copytree(demo_run, workdir, symlinks=True)
     jobs = planned_jobs(workdir, config={"denoise": {"method": "gaussian", "gaussian": {"ksize": 5, "sigma": 2.0}}})
-    assert jobs == {"denoise": TINY_CONFIG["shards"], "all": 1}, jobs
+    folds = TINY_CONFIG["split"]["folds"]
+    assert jobs == {"denoise": TINY_CONFIG["shards"], "train": folds, "fold_summary": 1, "all": 1}, jobs
+
+
+def test_changed_training_setting_reruns_training_only(demo_run, tmp_path):
+    workdir = tmp_path / "lr"
+    shutil.copytree(demo_run, workdir, symlinks=True)
+    jobs = planned_jobs(workdir, config={"train": {"lr": 0.0005}})
+    assert jobs == {"train": TINY_CONFIG["split"]["folds"], "fold_summary": 1, "all": 1}, jobs
+
+
+def test_killed_training_job_resumes_from_its_last_epoch(demo_run, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    import torch
+
+    workdir = tmp_path / "killed"
+    shutil.copytree(demo_run, workdir, symlinks=True)
+    longer = {"train": {"epochs": 40, "patience": 100}}
+    target = "results/train/efficientnet_lite0/fold_0/best.pt"
+    state = workdir / "results/train/efficientnet_lite0/fold_0.resume.pt"
+    configfile = workdir / "tiny_config.yaml"
+    run_snakemake(workdir, "--dry-run", target, config=longer)  # writes the merged config file
+    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(REPO / "config.yaml"),
+           str(configfile), "--cores", "1", "--workflow-profile", str(REPO / "workflow/profiles/default"), target]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (state.exists() and torch.load(state, weights_only=False)["epoch"] >= 2):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    saved = torch.load(state, weights_only=False)["epoch"]
+    assert 2 <= saved < 40, saved
+    assert not (workdir / target).exists(), "a killed job must not leave an output that looks complete"
+
+    run_snakemake(workdir, target, config=longer)
+    log = (workdir / "results/logs/train/efficientnet_lite0/fold_0.log").read_text()
+    resumed = int(log.split("resuming from the state saved after epoch ")[1].split()[0])
+    assert resumed >= saved
+    history = pd.read_csv(workdir / "results/train/efficientnet_lite0/fold_0/history.csv")
+    assert history["epoch"].tolist() == list(range(1, 41))
 
 
 def write_sheet(folder, rows):

@@ -1,0 +1,61 @@
+"""Sample sheets for the real data sets in ../shared/data (benchmarks and manual checks only).
+
+    python benchmarks/real_data.py ddti OUT.csv     # thyroid nodule crops, binary label, case = patient
+    python benchmarks/real_data.py ctrus OUT.csv    # colon frames, label = image quality, with masks
+
+The data is read where it lies; nothing is copied. Skips cleanly (exit 0) when it is absent.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from sonoflow.io import save_csv
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def ddti_sheet(root: Path = DATA / "ddti") -> pd.DataFrame:
+    """Labelled nodule crops: `100_1(2)` is case 100, image 1, nodule 2; the label is the crop's
+    (0 = TI-RADS 2-3 -> benign_like, 1 = 4a-5 -> suspicious); unlabelled images are left out."""
+    diagnosis = pd.read_csv(root / "diagnosis.csv", header=None, names=["image", "tirads", "binary"], dtype=str,
+                            keep_default_na=False)
+    label_of = {row.image: {"0": "benign_like", "1": "suspicious"}.get(row.binary, "") for row in diagnosis.itertuples()}
+    rows = []
+    for crop in sorted((root / "cropped").glob("*.png")):
+        image = re.sub(r"\(\d+\)$", "", crop.stem)
+        label = label_of.get(crop.stem) or label_of.get(image, "")
+        if not label:
+            continue
+        mask = root / "mask" / f"{crop.stem}.gif"
+        rows.append({"patient_id": image.split("_")[0], "item_id": re.sub(r"[^A-Za-z0-9._-]", "_", crop.stem).strip("_"),
+                     "path": str(crop), "label": label, "mask": str(mask) if mask.exists() else "", "split": ""})
+    return pd.DataFrame(rows)
+
+
+def ctrus_sheet(root: Path = DATA / "ctrus") -> pd.DataFrame:
+    table = pd.read_csv(root / "c-trus.csv", dtype=str, keep_default_na=False)
+    return pd.DataFrame({"patient_id": "patient" + table["patient"], "item_id": table["file"].str.replace(".jpg", "", regex=False),
+                         "path": [str(root / "original" / f) for f in table["file"]], "label": table["quality_name"],
+                         "mask": [str(root / "labels" / f) for f in table["file"]], "split": ""})
+
+
+def main() -> int:
+    if len(sys.argv) != 3 or sys.argv[1] not in {"ddti", "ctrus"}:
+        print(__doc__)
+        return 2
+    if not DATA.is_dir():
+        print(f"SKIP: {DATA} not found")
+        return 0
+    sheet = ddti_sheet() if sys.argv[1] == "ddti" else ctrus_sheet()
+    save_csv(sys.argv[2], sheet)
+    print(f"{len(sheet)} items, {sheet['patient_id'].nunique()} patients, labels {sheet['label'].value_counts().to_dict()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
