@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,6 +23,7 @@ from sonoflow.media import MediaError, MediaInfo, SUPPORTED_EXTENSIONS, media_ki
 REQUIRED_COLUMNS = ["patient_id", "item_id", "path", "label"]
 OPTIONAL_COLUMNS = ["mask", "split"]
 SPLIT_VALUES = {"", "train", "test"}
+ITEM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # item ids name files: keep them plain
 MAX_REPORTED = 20
 
 
@@ -105,6 +107,8 @@ def validate_sheet(
         empty = [column for column in REQUIRED_COLUMNS if not getattr(row, column)]
         if empty:
             problems.append(f"{_where(row, sheet_name)}: empty {', '.join(empty)}")
+        elif not ITEM_ID.match(row.item_id):
+            problems.append(f"{_where(row, sheet_name)}: item_id may hold only letters, digits, '.', '_' and '-'")
 
     lines_by_id = table.groupby("item_id")["line"].apply(list)
     for item_id, lines in lines_by_id[lines_by_id.map(len) > 1].items():

@@ -73,6 +73,7 @@ def test_tsv_and_absolute_paths(data):
     ("bad_split", ["line 2", "split must be"]),
     ("mask_on_video", ["line 4", "only allowed for an image"]),
     ("empty_value", ["line 2", "empty patient_id"]),
+    ("bad_item_id", ["line 3", "'b c'", "may hold only"]),
 ])
 def test_each_bad_input_names_its_line(data, problem, expected):
     folder, rows = data
@@ -102,6 +103,8 @@ def test_each_bad_input_names_its_line(data, problem, expected):
         rows[2][4] = "a_mask.png"
     elif problem == "empty_value":
         rows[0][0] = ""
+    elif problem == "bad_item_id":
+        rows[1][1] = "b c"
     with pytest.raises(SheetError) as error:
         check(folder, rows)
     for text in expected:

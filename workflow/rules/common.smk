@@ -54,17 +54,13 @@ def samples():
     media is scheduled; a problem stops the run with the offending lines named.
     """
     if "sheet" not in _validated:
-        if config["samples"]:
-            rows = read_sheet(config["samples"])
-        elif uses_demo():
-            rows = read_sheet(checkpoints.demo_data.get().output.sheet)
-        else:
-            rows = load_layout(config["data"], base_dir=Path.cwd())
         try:
-            validate(rows[SHEET_COLUMNS], schema=SAMPLES_SCHEMA)
-        except WorkflowError as error:
-            raise WorkflowError(f"sample sheet {sheet_source()} does not match its schema", error)
-        try:
+            if config["samples"]:
+                rows = read_sheet(config["samples"])
+            elif uses_demo():
+                rows = read_sheet(checkpoints.demo_data.get().output.sheet)
+            else:
+                rows = load_layout(config["data"], base_dir=Path.cwd())
             checked = validate_sheet(
                 rows,
                 labels=config["labels"],
@@ -75,6 +71,7 @@ def samples():
             check_enough_patients(checked, config["labels"], SplitSettings.from_config(config["split"]))
         except (SheetError, ValueError) as error:
             raise WorkflowError(f"sample sheet {sheet_source()} is invalid:\n{error}")
+        validate(checked[SHEET_COLUMNS], schema=SAMPLES_SCHEMA)
         _validated["sheet"] = add_shards(checked, config["shards"])
     return _validated["sheet"]
 
