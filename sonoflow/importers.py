@@ -19,6 +19,7 @@ import pandas as pd
 
 from sonoflow.io import save_csv
 from sonoflow.media import SUPPORTED_EXTENSIONS
+from sonoflow.sheet import read_sheet, relative_paths, resolve_paths
 
 log = logging.getLogger("sonoflow.importers")
 SHEET_COLUMNS = ["patient_id", "item_id", "path", "label", "mask", "split"]
@@ -152,8 +153,6 @@ def import_csv(
 
 def load_layout(spec: Mapping, base_dir: str | os.PathLike = ".") -> pd.DataFrame:
     """A sheet from the config's ``data`` block: layout sheet | busi | class_folders | csv."""
-    from sonoflow.sheet import read_sheet, resolve_paths
-
     base = Path(base_dir)
     layout = spec.get("layout")
     if layout == "sheet":
@@ -169,17 +168,6 @@ def load_layout(spec: Mapping, base_dir: str | os.PathLike = ".") -> pd.DataFram
                            drop_unlabelled=bool(spec.get("drop_unlabelled")), header=spec.get("header", True))
         return resolve_paths(table, base)
     raise ValueError(f"unknown data layout {layout!r}; use sheet, busi, class_folders or csv")
-
-
-def _relative_to(table: pd.DataFrame, folder: Path) -> pd.DataFrame:
-    """Paths relative to the sheet's folder where possible, so the sheet travels with the data."""
-    def rel(value: str) -> str:
-        return ";".join(os.path.relpath(p, folder) for p in value.split(";") if p)
-
-    table = table.copy()
-    table["path"] = table["path"].map(rel)
-    table["mask"] = table["mask"].map(rel)
-    return table
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -203,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         table = import_csv(args.source, pairs(args.columns), label_map=pairs(args.label_map),
                            path_template=args.path_template, patient_pattern=args.patient_pattern,
                            drop_unlabelled=args.drop_unlabelled, header=not args.no_header)
-    save_csv(args.output, _relative_to(table, args.output.resolve().parent))
+    save_csv(args.output, relative_paths(table, args.output.resolve().parent))
     print(f"{len(table)} items of {table['patient_id'].nunique()} patients -> {args.output}")
 
 

@@ -78,6 +78,23 @@ def resolve_paths(table: pd.DataFrame, base_dir: str | os.PathLike) -> pd.DataFr
     return table
 
 
+def relative_paths(table: pd.DataFrame, folder: str | os.PathLike, *, inside_only: bool = False) -> pd.DataFrame:
+    """`path` and `mask` relative to ``folder``. With ``inside_only``, paths outside it stay absolute:
+    the workflow keys jobs on paths relative to its working directory, so a moved or copied
+    working directory (with its results and demo data) is not stale, while outside data is."""
+    folder = Path(folder).resolve()
+
+    def rel(value: str) -> str:
+        if inside_only and not Path(value).resolve().is_relative_to(folder):
+            return value
+        return os.path.relpath(value, folder)
+
+    table = table.copy()
+    for column in ("path", "mask"):
+        table[column] = [";".join(rel(p) for p in value.split(";") if p) for value in table[column]]
+    return table
+
+
 def _where(row, sheet_name: str) -> str:
     item = f" (item {row.item_id!r})" if getattr(row, "item_id", "") else ""
     return f"{sheet_name} line {row.line}{item}"

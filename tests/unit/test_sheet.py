@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import sonoflow.sheet as sheet_module
-from sonoflow.sheet import ProbeCache, SheetError, add_shards, read_sheet, shard_of, validate_sheet
+from sonoflow.sheet import ProbeCache, SheetError, add_shards, read_sheet, relative_paths, shard_of, validate_sheet
 
 LABELS = ["benign", "malignant"]
 COLUMNS = ["patient_id", "item_id", "path", "label", "mask", "split"]
@@ -174,3 +174,14 @@ def test_shards_are_stable_across_processes_and_spread():
     assert counts.min() > 850 and counts.max() < 1150
     table = add_shards(pd.DataFrame({"item_id": ["x", "y"]}), 4)
     assert table["shard"].tolist() == [shard_of("x", 4), shard_of("y", 4)]
+
+
+def test_relative_paths_inside_only_keeps_outside_data_absolute(tmp_path):
+    workdir, outside = tmp_path / "work", tmp_path / "elsewhere"
+    table = pd.DataFrame({"path": [str(workdir / "results/demo/a.png"), str(outside / "b.mp4")],
+                          "mask": [f"{workdir}/results/demo/a_mask.png;{outside}/a_mask2.png", ""]})
+    moved = relative_paths(table, workdir, inside_only=True)
+    assert moved["path"].tolist() == ["results/demo/a.png", str(outside / "b.mp4")]
+    assert moved["mask"].tolist() == [f"results/demo/a_mask.png;{outside}/a_mask2.png", ""]
+    # Without inside_only every path is relative (a sheet written next to its data).
+    assert relative_paths(table, workdir)["path"].tolist() == ["results/demo/a.png", "../elsewhere/b.mp4"]

@@ -11,7 +11,7 @@ min_version("9.10")
 sys.path.insert(0, workflow.basedir)
 
 from sonoflow.importers import load_layout
-from sonoflow.sheet import ProbeCache, SheetError, add_shards, read_sheet, validate_sheet
+from sonoflow.sheet import ProbeCache, SheetError, add_shards, read_sheet, relative_paths, validate_sheet
 from sonoflow.split import SplitSettings, check_enough_patients
 
 
@@ -72,7 +72,9 @@ def samples():
         except (SheetError, ValueError) as error:
             raise WorkflowError(f"sample sheet {sheet_source()} is invalid:\n{error}")
         validate(checked[SHEET_COLUMNS], schema=SAMPLES_SCHEMA)
-        _validated["sheet"] = add_shards(checked, config["shards"])
+        # Jobs see paths relative to the working directory where they lie inside it, so a moved
+        # working directory (results and demo data together) is not stale.
+        _validated["sheet"] = add_shards(relative_paths(checked, Path.cwd(), inside_only=True), config["shards"])
     return _validated["sheet"]
 
 
