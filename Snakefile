@@ -13,10 +13,11 @@ include: "workflow/rules/demo.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/denoise.smk"
 include: "workflow/rules/split.smk"
+include: "workflow/rules/segment.smk"
 include: "workflow/rules/train.smk"
 
 
 rule all:
     input:
-        all_targets(),
+        all_targets,
     default_target: True

@@ -1,16 +1,17 @@
-"""Rule train: one classifier for one fold; resumes from its saved state after a kill."""
+"""Rule train: one classifier for one (model, input, fold); resumes from its saved state after a kill."""
 
 import json
 from pathlib import Path
 
 import torch
 
-from sonoflow.dataset import FrameStore, read_frame_table
+from sonoflow.dataset import INPUT_CHANNELS, classifier_store, read_frame_table
 from sonoflow.logs import log_to
 from sonoflow.train import TrainSettings, run_fold
 
 with log_to(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
+    mode = snakemake.wildcards.input
     settings = TrainSettings.from_config(snakemake.params.settings, snakemake.wildcards.model,
                                          snakemake.params.settings.get("weights"))
     resume_state = Path(snakemake.params.resume_state)
@@ -18,7 +19,7 @@ with log_to(snakemake.log[0]):
         read_frame_table(snakemake.input.frames),
         json.loads(Path(snakemake.input.splits).read_text()),
         int(snakemake.wildcards.fold),
-        FrameStore.from_paths(snakemake.input.arrays),
+        classifier_store(mode, {name: snakemake.input[name] for name in INPUT_CHANNELS[mode]}),
         settings,
         snakemake.params.labels,
         Path(snakemake.output.checkpoint).parent,

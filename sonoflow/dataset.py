@@ -48,6 +48,8 @@ class FrameStore:
     Training reads these uint8 arrays, never image files: every frame was decoded once, at ingest.
     """
 
+    channels = 1
+
     def __init__(self, arrays: Mapping[str, str | os.PathLike]):
         # shard name -> .npy path; opened lazily and kept open (memory maps are cheap).
         self._paths = {str(shard): Path(path) for shard, path in arrays.items()}
@@ -79,3 +81,28 @@ class FrameStore:
             order = np.argsort(rows, kind="stable")
             out[positions[index][order]] = source[rows[order]]
         return out
+
+
+# The classifier's input modes and the per-shard arrays each one stacks as channels.
+INPUT_CHANNELS = {"full": ("full",), "roi": ("roi",), "both": ("full", "roi")}
+
+
+class StackedStore:
+    """Several views of the same frames (e.g. full frame and lesion ROI) as channels."""
+
+    def __init__(self, stores: list[FrameStore]):
+        self.stores = stores
+        self.channels = len(stores)
+
+    def gather(self, frames: pd.DataFrame) -> np.ndarray:
+        """(N, C, H, W) uint8, one channel per store."""
+        return np.stack([store.gather(frames) for store in self.stores], axis=1)
+
+
+def classifier_store(mode: str, arrays: Mapping[str, Iterable[str | os.PathLike]]) -> FrameStore | StackedStore:
+    """The frames a classifier with input ``mode`` reads: ``arrays`` maps 'full'/'roi' to the
+    per-shard .npy files (denoised frames, ROI crops)."""
+    if mode not in INPUT_CHANNELS:
+        raise ValueError(f"unknown classifier input {mode!r}; choose one of {', '.join(INPUT_CHANNELS)}")
+    stores = [FrameStore.from_paths(arrays[name]) for name in INPUT_CHANNELS[mode]]
+    return stores[0] if len(stores) == 1 else StackedStore(stores)

@@ -49,6 +49,7 @@ class AugmentSettings:
 @dataclass(frozen=True)
 class TrainSettings:
     model: str = "resnet18"
+    input: str = "full"  # full | roi | both (sonoflow.dataset.INPUT_CHANNELS)
     weights: str | None = None  # local pretrained weights file (never downloaded)
     init_from: str | None = None  # chained transfer: another run's checkpoint
     input_size: int = 128
@@ -115,11 +116,14 @@ def normalise(x: torch.Tensor, input_size: int) -> torch.Tensor:
     return (x - GRAY_MEAN) / GRAY_STD
 
 
-def augment_batch(x: torch.Tensor, settings: AugmentSettings, generator: torch.Generator) -> torch.Tensor:
+def augment_batch(x: torch.Tensor, settings: AugmentSettings, generator: torch.Generator,
+                  masks: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Random flip, rotation, shift, zoom and intensity jitter, drawn per sample.
 
     ``x`` is the float batch in [0, 1] before normalisation. Random numbers come from
-    ``generator`` on the CPU so that runs are reproducible on any device.
+    ``generator`` on the CPU so that runs are reproducible on any device. With ``masks``
+    (B, 1, H, W) float, the same geometry moves them too (nearest sampling, no intensity change),
+    and the pair is returned.
     """
     batch = x.shape[0]
 
@@ -142,7 +146,11 @@ def augment_batch(x: torch.Tensor, settings: AugmentSettings, generator: torch.G
     contrast = (1 + uniform(settings.contrast)).view(-1, 1, 1, 1)
     brightness = uniform(settings.brightness).view(-1, 1, 1, 1)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    return ((x - mean) * contrast + mean + brightness).clamp_(0, 1)
+    x = ((x - mean) * contrast + mean + brightness).clamp_(0, 1)
+    if masks is None:
+        return x
+    masks = F.grid_sample(masks, grid[: len(masks)], mode="nearest", padding_mode="zeros", align_corners=False)
+    return x, masks
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
@@ -405,14 +413,15 @@ def run_fold(
         f"{name} {part['patient_id'].nunique()} patients / {len(part)} frames" for name, part in parts.items()))
 
     seed_everything(settings.seed)  # initial weights of the new head are seeded too
-    model = build_model(settings.model, len(labels), in_channels=1, weights=settings.weights,
+    in_channels = getattr(store, "channels", 1)
+    model = build_model(settings.model, len(labels), in_channels=in_channels, weights=settings.weights,
                         input_size=settings.input_size)
     if settings.init_from:
         load_checkpoint_into(model, settings.init_from)
     result = train_classifier(model, store.gather(parts["train"]), targets["train"], store.gather(parts["val"]),
                               targets["val"], len(labels), settings, resume_path=resume_path)
     save_checkpoint(out_dir / "best.pt", result.model, model_name=settings.model, labels=labels,
-                    settings=settings, in_channels=1, best_epoch=result.best_epoch)
+                    settings=settings, in_channels=in_channels, best_epoch=result.best_epoch)
     save_history(out_dir / "history.csv", result.history)
     device = next(result.model.parameters()).device
     for name in ("val", "test"):

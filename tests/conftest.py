@@ -19,7 +19,10 @@ TINY_CONFIG = {
     "ingest": {"size": 64, "resize": "pad", "step": 1, "fps": None, "max_frames": 4,
                "dedup_threshold": 2.0, "crop": True, "previews": 1},
     "split": {"seed": 41, "test_fraction": 0.25, "folds": 2},
-    "train": {"models": ["efficientnet_lite0"], "epochs": 2, "input_size": 64, "batch_size": 16, "threads": 1},
+    "segment": {"input_size": 64, "epochs": 2, "steps_per_epoch": 2, "batch_size": 8, "threads": 1},
+    # full and both: the plain frame store and the stacked frame + ROI store.
+    "train": {"models": ["efficientnet_lite0"], "inputs": ["full", "both"], "epochs": 2, "input_size": 64,
+              "batch_size": 16, "threads": 1},
 }
 
 

@@ -10,6 +10,12 @@ from conftest import REPO, SNAKEMAKE, TINY_CONFIG, planned_jobs, run_snakemake
 
 pytestmark = pytest.mark.workflow
 SIZE = TINY_CONFIG["ingest"]["size"]
+SHARDS = TINY_CONFIG["shards"]
+FOLDS = TINY_CONFIG["split"]["folds"]
+INPUTS = TINY_CONFIG["train"]["inputs"]
+# Jobs that rerun whenever anything the whole data set feeds changes: U-Net, ROIs, classifiers.
+SEGMENTATION_JOBS = {"train_segmenter": 1, "segment": SHARDS, "segment_metrics": 1}
+TRAINING_JOBS = {"train": FOLDS * len(INPUTS), "fold_summary": len(INPUTS), "all": 1}
 
 
 def test_lint_is_clean():
@@ -43,7 +49,8 @@ def test_demo_produces_frames_masks_and_denoised_arrays(demo_run):
     assert len(previews) >= len(sheet)
 
 
-def test_training_outputs_respect_the_patient_split(demo_run):
+@pytest.mark.parametrize("mode", INPUTS)
+def test_training_outputs_respect_the_patient_split(demo_run, mode):
     import json
 
     import torch
@@ -51,10 +58,11 @@ def test_training_outputs_respect_the_patient_split(demo_run):
     splits = json.loads((demo_run / "results/splits.json").read_text())
     assert splits["test"], "the tiny config holds out test patients"
     for fold in splits["folds"]:
-        folder = demo_run / f"results/train/efficientnet_lite0/fold_{fold['fold']}"
+        folder = demo_run / f"results/train/efficientnet_lite0/{mode}/fold_{fold['fold']}"
         checkpoint = torch.load(folder / "best.pt", weights_only=False)
         assert checkpoint["model_name"] == "efficientnet_lite0"
         assert checkpoint["labels"] == ["cyst", "hyperechoic_mass", "hypoechoic_mass", "normal"]
+        assert checkpoint["in_channels"] == {"full": 1, "both": 2}[mode] and checkpoint["settings"]["input"] == mode
         history = pd.read_csv(folder / "history.csv")
         assert len(history) == TINY_CONFIG["train"]["epochs"] and history["best"].sum() == 1
         val = pd.read_csv(folder / "predictions_val.csv", dtype={"patient_id": str})
@@ -64,9 +72,50 @@ def test_training_outputs_respect_the_patient_split(demo_run):
         assert not set(val["patient_id"]) & set(fold["train"])
         probabilities = val.filter(like="prob_").to_numpy()
         np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-4)
-    summary = pd.read_csv(demo_run / "results/train/efficientnet_lite0/folds.csv", dtype={"fold": str})
+    summary = pd.read_csv(demo_run / f"results/train/efficientnet_lite0/{mode}/folds.csv", dtype={"fold": str})
     assert "ensemble" in set(summary["fold"])
-    assert not (demo_run / "results/train/efficientnet_lite0/fold_0.resume.pt").exists(), "finished jobs leave no resume state"
+    assert not list(demo_run.glob("results/train/**/*.resume.pt")), "finished jobs leave no resume state"
+
+
+def test_segmenter_never_sees_test_masks_and_writes_rois_for_every_frame(demo_run):
+    import json
+
+    import torch
+
+    splits = json.loads((demo_run / "results/splits.json").read_text())
+    patients = torch.load(demo_run / "results/segment/all/unet.pt", weights_only=False)["patients"]
+    assert patients["train"] and patients["val"]
+    assert not (set(patients["train"]) | set(patients["val"])) & set(splits["test"])
+    table = pd.read_csv(demo_run / "results/frames.csv", keep_default_na=False, dtype={"shard": str})
+    for shard, part in table.groupby("shard"):
+        rois = np.load(demo_run / f"results/segment/all/shard_{shard}/rois.npy")
+        masks = np.load(demo_run / f"results/segment/all/shard_{shard}/masks.npy")
+        assert rois.shape == masks.shape == (len(part), SIZE, SIZE) and rois.dtype == np.uint8
+        boxes = pd.read_csv(demo_run / f"results/segment/all/shard_{shard}/rois.csv")
+        assert len(boxes) == len(part)
+        # A frame without a predicted lesion keeps its full (denoised) frame as ROI.
+        denoised = np.load(demo_run / f"results/denoise/shard_{shard}/frames.npy")
+        for row in boxes.loc[~boxes["has_roi"], "row"]:
+            np.testing.assert_array_equal(rois[row], denoised[row])
+    summary = pd.read_csv(demo_run / "results/segment/all/summary.csv")
+    assert set(summary["part"]) == {"test"} and "all lesions" in set(summary["label"])
+    assert (demo_run / "results/segment/all/overlays.png").stat().st_size > 10_000
+
+
+def test_without_masks_segmentation_is_skipped_and_roi_becomes_full(demo_run, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(demo_run / "results/demo", data)
+    sheet = pd.read_csv(data / "samples.csv", keep_default_na=False).drop(columns="mask")
+    sheet.to_csv(data / "no_masks.csv", index=False)
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    config = {"samples": str(data / "no_masks.csv"), "train": {"inputs": ["roi", "both"]}}
+    result = run_snakemake(workdir, "--dry-run", config=config)
+    assert "segmentation skipped: no item of the sample sheet has a lesion mask" in result.stdout + result.stderr
+    jobs = planned_jobs(workdir, config=config)
+    assert not {"train_segmenter", "segment", "segment_metrics"} & set(jobs), jobs
+    assert jobs["train"] == FOLDS and jobs["fold_summary"] == 1, "roi and both fall back to one full-frame run"
+    assert "results/train/efficientnet_lite0/full/fold_0/best.pt" in result.stdout
 
 
 def test_rerun_after_full_run_has_nothing_to_do(demo_run):
@@ -91,24 +140,21 @@ def test_added_item_reruns_one_shard_only(demo_run, tmp_path):
     pd.concat([sheet, pd.DataFrame([new_row])]).to_csv(sheet_path, index=False)
     jobs = planned_jobs(workdir, config={"samples": str(sheet_path)})
     # One shard's ingest and denoise; everything that depends on the whole data set reruns.
-    folds = TINY_CONFIG["split"]["folds"]
-    assert jobs == {"ingest": 1, "denoise": 1, "frames_table": 1, "split": 1, "train": folds, "fold_summary": 1,
-                    "all": 1}, jobs
+    assert jobs == {"ingest": 1, "denoise": 1, "frames_table": 1, "split": 1, **SEGMENTATION_JOBS, **TRAINING_JOBS}, jobs
 
 
 def test_changed_denoise_setting_reruns_from_denoise_on(demo_run, tmp_path):
     workdir = tmp_path / "sigma"
     shutil.copytree(demo_run, workdir, symlinks=True)
     jobs = planned_jobs(workdir, config={"denoise": {"method": "gaussian", "gaussian": {"ksize": 5, "sigma": 2.0}}})
-    folds = TINY_CONFIG["split"]["folds"]
-    assert jobs == {"denoise": TINY_CONFIG["shards"], "train": folds, "fold_summary": 1, "all": 1}, jobs
+    assert jobs == {"denoise": SHARDS, **SEGMENTATION_JOBS, **TRAINING_JOBS}, jobs
 
 
-def test_changed_training_setting_reruns_training_only(demo_run, tmp_path):
+def test_changed_training_setting_reruns_training_only_not_segmentation(demo_run, tmp_path):
     workdir = tmp_path / "lr"
     shutil.copytree(demo_run, workdir, symlinks=True)
     jobs = planned_jobs(workdir, config={"train": {"lr": 0.0005}})
-    assert jobs == {"train": TINY_CONFIG["split"]["folds"], "fold_summary": 1, "all": 1}, jobs
+    assert jobs == TRAINING_JOBS, jobs
 
 
 def test_killed_training_job_resumes_from_its_last_epoch(demo_run, tmp_path):
@@ -122,8 +168,8 @@ def test_killed_training_job_resumes_from_its_last_epoch(demo_run, tmp_path):
     workdir = tmp_path / "killed"
     shutil.copytree(demo_run, workdir, symlinks=True)
     longer = {"train": {"epochs": 40, "patience": 100}}
-    target = "results/train/efficientnet_lite0/fold_0/best.pt"
-    state = workdir / "results/train/efficientnet_lite0/fold_0.resume.pt"
+    target = "results/train/efficientnet_lite0/full/fold_0/best.pt"
+    state = workdir / "results/train/efficientnet_lite0/full/fold_0.resume.pt"
     configfile = workdir / "tiny_config.yaml"
     run_snakemake(workdir, "--dry-run", target, config=longer)  # writes the merged config file
     cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(REPO / "config.yaml"),
@@ -141,10 +187,10 @@ def test_killed_training_job_resumes_from_its_last_epoch(demo_run, tmp_path):
     # A hard kill of snakemake itself leaves its lock behind; --unlock is the documented step.
     run_snakemake(workdir, "--unlock", config=longer)
     run_snakemake(workdir, target, config=longer)
-    log = (workdir / "results/logs/train/efficientnet_lite0/fold_0.log").read_text()
+    log = (workdir / "results/logs/train/efficientnet_lite0/full/fold_0.log").read_text()
     resumed = int(log.split("resuming from the state saved after epoch ")[1].split()[0])
     assert resumed >= saved
-    history = pd.read_csv(workdir / "results/train/efficientnet_lite0/fold_0/history.csv")
+    history = pd.read_csv(workdir / "results/train/efficientnet_lite0/full/fold_0/history.csv")
     assert history["epoch"].tolist() == list(range(1, 41))
 
 

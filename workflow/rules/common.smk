@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pandas as pd
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 from snakemake.utils import min_version, validate
 
 min_version("9.10")
@@ -29,6 +30,8 @@ wildcard_constraints:
     shard=r"\d+",
     fold=r"\d+",
     model="|".join(MODELS),
+    input="full|roi|both",
+    segmenter=r"all|fold_\d+",
 
 
 def uses_demo():
@@ -100,15 +103,58 @@ def denoise_settings():
     return {"method": method, method: config["denoise"].get(method, {})}
 
 
+def segmentation_runs():
+    """The U-Net stage runs when it is enabled and at least one item has a lesion mask."""
+    if "segmentation_runs" not in _validated:
+        has_masks = (samples()["mask"] != "").any()
+        _validated["segmentation_runs"] = bool(config["segment"]["enabled"] and has_masks)
+        if config["segment"]["enabled"] and not has_masks:
+            logger.warning("segmentation skipped: no item of the sample sheet has a lesion mask; "
+                           "classifiers use full frames")
+    return _validated["segmentation_runs"]
+
+
+def classifier_inputs():
+    """The configured classifier inputs; roi and both become full when segmentation is skipped."""
+    inputs = config["train"]["inputs"]
+    if not segmentation_runs():
+        inputs = ["full" if mode in ("roi", "both") else mode for mode in inputs]
+    return list(dict.fromkeys(inputs))
+
+
+def segmenter_for(fold):
+    return f"fold_{fold}" if config["segment"]["per_fold"] else "all"
+
+
+def segmenters():
+    return sorted({segmenter_for(fold) for fold in FOLDS})
+
+
+def classifier_arrays(wildcards):
+    """Per-shard arrays of the classifier's input: denoised frames and/or the U-Net's ROI crops."""
+    arrays = {}
+    if wildcards.input in ("full", "both"):
+        arrays["full"] = expand("results/denoise/shard_{shard}/frames.npy", shard=SHARDS)
+    if wildcards.input in ("roi", "both"):
+        arrays["roi"] = expand("results/segment/{segmenter}/shard_{shard}/rois.npy",
+                               segmenter=segmenter_for(wildcards.fold), shard=SHARDS)
+    return arrays
+
+
+def segment_settings():
+    return {key: value for key, value in config["segment"].items() if key not in ("enabled", "per_fold", "gpu", "threads")}
+
+
 # Keys of `train` that do not change what one (model, fold) job computes: excluded from its
 # params so that, e.g., adding a model does not rerun the others.
-NOT_TRAINING_PARAMS = {"models", "weights", "init_from", "gpu", "threads"}
+NOT_TRAINING_PARAMS = {"models", "inputs", "weights", "init_from", "gpu", "threads"}
 
 
 def train_settings(wildcards):
     settings = {key: value for key, value in config["train"].items() if key not in NOT_TRAINING_PARAMS}
     settings["weights"] = config["train"].get("weights", {}).get(wildcards.model)
     settings["init_from"] = config["train"].get("init_from", {}).get(wildcards.model)
+    settings["input"] = wildcards.input
     return settings
 
 
@@ -118,10 +164,15 @@ def init_checkpoint(wildcards):
     return [path] if path else []
 
 
-def all_targets():
-    return [
+def all_targets(wildcards):
+    """Everything a run produces. An input function: which stages run depends on the sheet
+    (lesion masks or not), and the demo's sheet only exists after its checkpoint."""
+    targets = [
         "results/frames.csv",
         *expand("results/denoise/shard_{shard}/frames.npy", shard=SHARDS),
         "results/splits.json",
-        *expand("results/train/{model}/folds.csv", model=MODELS),
+        *expand("results/train/{model}/{input}/folds.csv", model=MODELS, input=classifier_inputs()),
     ]
+    if segmentation_runs():
+        targets += expand("results/segment/{segmenter}/summary.csv", segmenter=segmenters())
+    return targets

@@ -1,29 +1,29 @@
 rule train:
     input:
+        unpack(classifier_arrays),
         frames="results/frames.csv",
         splits="results/splits.json",
-        arrays=expand("results/denoise/shard_{shard}/frames.npy", shard=SHARDS),
         init_from=init_checkpoint,
     output:
-        checkpoint="results/train/{model}/fold_{fold}/best.pt",
+        checkpoint="results/train/{model}/{input}/fold_{fold}/best.pt",
         history=report(
-            "results/train/{model}/fold_{fold}/history.csv",
+            "results/train/{model}/{input}/fold_{fold}/history.csv",
             caption="../report/history.rst",
-            category="3. Training",
-            subcategory="{model}",
+            category="4. Training",
+            subcategory="{model} {input}",
         ),
-        predictions_val="results/train/{model}/fold_{fold}/predictions_val.csv",
-        predictions_test="results/train/{model}/fold_{fold}/predictions_test.csv",
+        predictions_val="results/train/{model}/{input}/fold_{fold}/predictions_val.csv",
+        predictions_test="results/train/{model}/{input}/fold_{fold}/predictions_test.csv",
     params:
         settings=train_settings,
         labels=config["labels"],
         # Not an output: it must survive a killed job so that the rerun resumes from it.
-        resume_state="results/train/{model}/fold_{fold}.resume.pt",
+        resume_state="results/train/{model}/{input}/fold_{fold}.resume.pt",
     threads: config["train"]["threads"]
     resources:
         gpu=1 if config["train"]["gpu"] else 0,
     log:
-        "results/logs/train/{model}/fold_{fold}.log",
+        "results/logs/train/{model}/{input}/fold_{fold}.log",
     conda:
         "../../envs/train.yaml"
     script:
@@ -32,19 +32,19 @@ rule train:
 
 rule fold_summary:
     input:
-        predictions=expand("results/train/{{model}}/fold_{fold}/predictions_val.csv", fold=FOLDS),
-        test_predictions=expand("results/train/{{model}}/fold_{fold}/predictions_test.csv", fold=FOLDS),
+        predictions=expand("results/train/{{model}}/{{input}}/fold_{fold}/predictions_val.csv", fold=FOLDS),
+        test_predictions=expand("results/train/{{model}}/{{input}}/fold_{fold}/predictions_test.csv", fold=FOLDS),
     output:
         summary=report(
-            "results/train/{model}/folds.csv",
+            "results/train/{model}/{input}/folds.csv",
             caption="../report/folds.rst",
-            category="3. Training",
-            subcategory="{model}",
+            category="4. Training",
+            subcategory="{model} {input}",
         ),
     params:
         labels=config["labels"],
     log:
-        "results/logs/train/{model}/fold_summary.log",
+        "results/logs/train/{model}/{input}/fold_summary.log",
     conda:
         "../../envs/train.yaml"
     script:

@@ -1,0 +1,23 @@
+"""Rule segment_metrics: Dice, IoU and HD95 of one segmenter on patients it never trained on."""
+
+import json
+from pathlib import Path
+
+from sonoflow.dataset import FrameStore, read_frame_table
+from sonoflow.io import save_csv
+from sonoflow.logs import log_to
+from sonoflow.segment import evaluation_frames, overlay_figure, segmentation_summary, segmentation_table
+
+with log_to(snakemake.log[0]) as log:
+    frames = read_frame_table(snakemake.input.frames)
+    chosen, part = evaluation_frames(frames, json.loads(Path(snakemake.input.splits).read_text()),
+                                     snakemake.input.model)
+    images = FrameStore.from_paths(snakemake.input.images).gather(chosen)
+    truth = FrameStore.from_paths(snakemake.input.truth).gather(chosen)
+    predicted = FrameStore.from_paths(snakemake.input.predicted).gather(chosen)
+    table = segmentation_table(chosen, predicted, truth).assign(part=part)
+    summary = segmentation_summary(table).assign(part=part)
+    save_csv(snakemake.output.table, table)
+    save_csv(snakemake.output.summary, summary)
+    overlay_figure(snakemake.output.overlays, images, truth, predicted, table)
+    log.info("%s patients:\n%s", part, summary.to_string(index=False))

@@ -1,0 +1,26 @@
+"""Rule train_segmenter: a U-Net on the masked frames of the patients this segmenter may use."""
+
+import json
+from pathlib import Path
+
+import torch
+
+from sonoflow.dataset import FrameStore, read_frame_table
+from sonoflow.io import save_csv
+from sonoflow.logs import log_to
+from sonoflow.segment import SegmentSettings, masked_frames, save_segmenter, segmenter_partition, train_segmenter
+
+with log_to(snakemake.log[0]) as log:
+    torch.set_num_threads(snakemake.threads)
+    settings = SegmentSettings.from_config(snakemake.params.settings)
+    frames = read_frame_table(snakemake.input.frames)
+    partition = segmenter_partition(frames, json.loads(Path(snakemake.input.splits).read_text()),
+                                    snakemake.wildcards.segmenter, settings)
+    images, masks = FrameStore.from_paths(snakemake.input.arrays), FrameStore.from_paths(snakemake.input.masks)
+    parts = {name: masked_frames(frames, partition, name) for name in ("train", "val")}
+    log.info("segmenter %s: %s", snakemake.wildcards.segmenter, ", ".join(
+        f"{name} {part['patient_id'].nunique()} patients / {len(part)} masked frames" for name, part in parts.items()))
+    result = train_segmenter(images.gather(parts["train"]), masks.gather(parts["train"]),
+                             images.gather(parts["val"]), masks.gather(parts["val"]), settings)
+    save_csv(snakemake.output.history, result.history)
+    save_segmenter(snakemake.output.model, result.model, settings, partition, result.best_epoch)

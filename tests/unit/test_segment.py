@@ -1,0 +1,163 @@
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from sonoflow.segment import (SegmentSettings, build_unet, evaluation_frames, hausdorff95, mask_scores, postprocess,
+                              roi_box, roi_crops, save_segmenter, segment_frames, segmentation_summary,
+                              segmentation_table, segmenter_partition)
+from sonoflow.split import LeakageError, PatientPartition
+
+SETTINGS = SegmentSettings(input_size=64, min_area=0.01)
+
+
+def square(size=64, y=10, x=20, side=16):
+    mask = np.zeros((size, size), np.uint8)
+    mask[y : y + side, x : x + side] = 1
+    return mask
+
+
+def test_postprocess_fills_holes_and_keeps_the_largest_component():
+    probability = np.zeros((64, 64), np.float32)
+    probability[10:30, 10:30] = 0.9
+    probability[15:20, 15:20] = 0.1  # a hole
+    probability[40:50, 40:50] = 0.8  # a second, smaller lesion
+    probability[60, 60] = 0.99  # speckle: below min_area
+    largest = postprocess(probability, SETTINGS)
+    assert largest[15:20, 15:20].all(), "holes are filled"
+    assert largest.sum() == 400 and not largest[40:50, 40:50].any()
+    both = postprocess(probability, SegmentSettings(input_size=64, min_area=0.01, keep="all"))
+    assert both.sum() == 500 and both[60, 60] == 0
+    assert postprocess(np.zeros((64, 64), np.float32), SETTINGS).sum() == 0
+
+
+def test_roi_is_a_square_box_with_margin_and_the_full_frame_without_a_lesion():
+    mask = square(y=10, x=20, side=16)
+    assert roi_box(mask, margin=0.25) == (6, 30, 16, 40)  # 16 px + 4 px each side
+    assert roi_box(np.zeros((64, 64), np.uint8), 0.25) is None
+    frames = np.stack([(mask * 200).astype(np.uint8), np.full((64, 64), 7, np.uint8)])
+    crops, table = roi_crops(frames, np.stack([mask, np.zeros_like(mask)]), 64, margin=0.25)
+    assert table["has_roi"].tolist() == [True, False]
+    # The lesion fills the middle of its crop (16 of 24 px -> 2/3 of the side), aligned.
+    rows, cols = np.flatnonzero(crops[0].max(1) > 100), np.flatnonzero(crops[0].max(0) > 100)
+    assert abs(rows[0] - 64 / 6) <= 1.5 and abs(rows[-1] - 64 * 5 / 6) <= 1.5
+    assert abs(cols[0] - 64 / 6) <= 1.5 and abs(cols[-1] - 64 * 5 / 6) <= 1.5
+    np.testing.assert_array_equal(crops[1], frames[1])  # no lesion: the full frame
+
+
+def test_dice_iou_and_hd95_on_hand_worked_cases():
+    a, b = square(x=20), square(x=28)  # 16x16 squares overlapping on 8 columns
+    scores = mask_scores(np.stack([a, a, np.zeros_like(a)]), np.stack([b, a, np.zeros_like(a)]))
+    np.testing.assert_allclose(scores["dice"], [2 * 128 / 512, 1, 1])
+    np.testing.assert_allclose(scores["iou"], [128 / 384, 1, 1])
+    # Borders 8 px apart horizontally: every directed distance is at most 8, and the 95th
+    # percentile of each direction is 8 (most border pixels of the vertical edges are 8 away).
+    assert scores["hd95"][0] == pytest.approx(8, abs=0.5)
+    assert scores["hd95"][1] == 0 and scores["hd95"][2] == 0
+    assert np.isnan(hausdorff95(a, np.zeros_like(a)))
+
+
+def test_summary_per_class_and_over_lesion_frames():
+    frames = pd.DataFrame({"patient_id": ["P1", "P2", "P3"], "item_id": ["a", "b", "c"], "frame_index": 0,
+                           "label": ["cyst", "cyst", "normal"]})
+    a, b, empty = square(x=20), square(x=28), np.zeros((64, 64), np.uint8)
+    table = segmentation_table(frames, np.stack([a, a, empty]), np.stack([b, a, empty]))
+    summary = segmentation_summary(table).set_index("label")
+    assert summary.loc["cyst", "dice_mean"] == pytest.approx((0.5 + 1) / 2)
+    assert summary.loc["normal", "dice_mean"] == 1
+    assert summary.loc["all lesions", "frames"] == 2  # the normal frame shows no lesion
+
+
+def frames_with_masks(patients, masked):
+    rows = [{"patient_id": p, "item_id": f"{p}_i", "label": "a", "has_mask": p in masked, "shard": "00", "row": i}
+            for i, p in enumerate(patients)]
+    return pd.DataFrame(rows)
+
+
+SPLITS = {"test": ["T1", "T2"], "folds": [{"fold": 0, "train": ["A", "B", "C", "D"], "val": ["E", "F"]},
+                                         {"fold": 1, "train": ["C", "D", "E", "F"], "val": ["A", "B"]}]}
+
+
+def test_segmenters_never_train_on_test_patients_and_fold_segmenters_not_on_their_val_patients():
+    frames = frames_with_masks(["A", "B", "C", "D", "E", "F", "T1", "T2"], masked={"A", "B", "C", "D", "E", "F", "T1"})
+    settings = SegmentSettings(val_fraction=0.2)
+    everyone = segmenter_partition(frames, SPLITS, "all", settings)
+    assert not (everyone.train | everyone.val) & {"T1", "T2"}
+    assert len(everyone.val) == 2 and everyone.val <= {"A", "B", "C", "D", "E", "F"}  # ceil(0.2 * 6)
+    fold = segmenter_partition(frames, SPLITS, "fold_1", settings)
+    assert (fold.train | fold.val) <= {"C", "D", "E", "F"} and len(fold.val) == 1
+    assert segmenter_partition(frames, SPLITS, "all", settings) == everyone, "deterministic"
+    with pytest.raises(ValueError, match="unknown segmenter"):
+        segmenter_partition(frames, SPLITS, "fold_7", settings)
+    with pytest.raises(ValueError, match="at least 2"):
+        segmenter_partition(frames_with_masks(["A", "B", "T1"], masked={"A"}), SPLITS, "all", settings)
+
+
+def test_evaluation_prefers_test_patients_and_refuses_a_segmenter_trained_on_them(tmp_path):
+    frames = frames_with_masks(["A", "B", "C", "T1", "T2"], masked={"A", "B", "C", "T1"})
+    model = build_unet("resnet18", 1)
+    honest = tmp_path / "honest.pt"
+    save_segmenter(honest, model, SETTINGS, PatientPartition(train=["A", "B"], val=["C"]), best_epoch=1)
+    chosen, part = evaluation_frames(frames, SPLITS, honest)
+    assert part == "test" and chosen["patient_id"].tolist() == ["T1"]
+    leaky = tmp_path / "leaky.pt"
+    save_segmenter(leaky, model, SETTINGS, PatientPartition(train=["A", "T1"], val=["C"]), best_epoch=1)
+    with pytest.raises(LeakageError):
+        evaluation_frames(frames, SPLITS, leaky)
+
+
+def test_pretrained_encoder_weights_load_from_a_local_file(tmp_path):
+    import torchvision
+
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet18(weights=None)
+    path = tmp_path / "resnet18.pth"
+    torch.save(reference.state_dict(), path)
+    unet = build_unet("resnet18", 1, weights=str(path))
+    torch.testing.assert_close(unet.encoder.layer4[1].conv2.weight, reference.layer4[1].conv2.weight)
+    # The gray stem is the RGB stem summed over its input channels.
+    torch.testing.assert_close(unet.encoder.conv1.weight, reference.conv1.weight.sum(1, keepdim=True))
+    lite = build_unet("tu-efficientnet_lite0", 1, weights="efficientnet-lite0-package")
+    assert lite.encoder.model.conv_stem.weight.shape[1] == 1
+    with pytest.raises(FileNotFoundError, match="never downloaded"):
+        build_unet("resnet18", 1, weights=str(tmp_path / "missing.pth"))
+    torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(ValueError, match="do not fit"):
+        build_unet("resnet18", 1, weights=str(tmp_path / "other.pth"))
+
+
+def test_segment_frames_gives_masks_and_rois_of_the_frame_size():
+    torch.manual_seed(0)
+    model = build_unet("resnet18", 1).eval()
+    frames = np.random.default_rng(0).integers(0, 255, (3, 64, 64), dtype=np.uint8)
+    masks, rois, table = segment_frames(model, frames, SETTINGS)
+    assert masks.shape == rois.shape == frames.shape and masks.dtype == rois.dtype == np.uint8
+    assert set(np.unique(masks)) <= {0, 1} and len(table) == 3
+
+
+def test_unet_segments_demo_lesions_on_held_out_patients(tmp_path):
+    """The demo's stills at 64 px: trained on non-test patients only, Dice >= 0.8 on the test
+    patients' lesions (0.85 when this test was written; 25 epochs of 8 batches, ~30 s)."""
+    from sonoflow.demo import make_demo
+    from sonoflow.frames import IngestSettings, ingest_item
+    from sonoflow.segment import masked_frames, predict_masks, train_segmenter
+    from sonoflow.split import SplitSettings, make_splits
+
+    sheet = make_demo(tmp_path, n_patients_per_class=6, images_per_patient=2, clips_per_patient=0, seed=0)
+    geometry = IngestSettings(size=64, max_frames=1)
+    items = [ingest_item(tmp_path / row.path, geometry, [str(tmp_path / row.mask)]) for row in sheet.itertuples()]
+    frames, masks = np.concatenate([i.frames for i in items]), np.concatenate([i.masks for i in items])
+    table = sheet.assign(frame_index=0, has_mask=True)
+    splits = make_splits(table, sorted(table["label"].unique()), SplitSettings(seed=42, test_fraction=0.25, folds=2))
+    settings = SegmentSettings(input_size=64, epochs=25, steps_per_epoch=8, patience=100, batch_size=16)
+    partition = segmenter_partition(table, splits, "all", settings)
+    train, val = masked_frames(table, partition, "train"), masked_frames(table, partition, "val")
+    test = table[table["patient_id"].isin(splits["test"])]
+    assert not set(train["patient_id"]) & set(test["patient_id"])
+    result = train_segmenter(frames[train.index], masks[train.index], frames[val.index], masks[val.index], settings)
+    predicted = np.stack([postprocess(p, settings) for p in predict_masks(result.model, frames[test.index], settings)])
+    summary = segmentation_summary(segmentation_table(test, predicted, masks[test.index])).set_index("label")
+    print(summary.round(3).to_string())
+    assert summary.loc["all lesions", "frames"] >= 8
+    assert summary.loc["all lesions", "dice_mean"] >= 0.8
