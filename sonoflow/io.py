@@ -7,6 +7,7 @@ killed job never leaves a file that looks complete.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import tempfile
@@ -28,12 +29,15 @@ _UMASK = _current_umask()
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it onto ``path`` only on success."""
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only on success.
+
+    A SIGKILL mid-write leaves only a hidden temporary file, never a complete-looking ``path``;
+    the next successful write of ``path`` removes such leftovers.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=suffix if suffix is not None else path.suffix, dir=path.parent
-    )
+    prefix, suffix = f".{path.name}.", suffix if suffix is not None else path.suffix
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -42,6 +46,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         if tmp_path.is_file():
             os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, path)
+        for leftover in path.parent.glob(f"{glob.escape(prefix)}*{glob.escape(suffix)}"):
+            leftover.unlink(missing_ok=True)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

@@ -1,0 +1,34 @@
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sonoflow.io import atomic_path, save_npy
+
+
+def test_failed_write_leaves_nothing_and_keeps_the_old_file(tmp_path):
+    target = tmp_path / "out.npy"
+    save_npy(target, np.arange(3))
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("killed")
+    assert [p.name for p in tmp_path.iterdir()] == ["out.npy"]
+    np.testing.assert_array_equal(np.load(target), np.arange(3))
+
+
+def test_sigkill_mid_write_leaves_only_a_hidden_temp_that_the_next_write_removes(tmp_path):
+    target = tmp_path / "out.npy"
+    script = (f"import time; from sonoflow.io import atomic_path\n"
+              f"with atomic_path({str(target)!r}) as tmp:\n    tmp.write_bytes(b'half'); print('ready', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    leftovers = [p.name for p in tmp_path.iterdir()]
+    assert len(leftovers) == 1 and leftovers[0].startswith(".out.npy.") and not target.exists()
+    save_npy(target, np.arange(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["out.npy"]
