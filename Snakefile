@@ -15,6 +15,8 @@ include: "workflow/rules/denoise.smk"
 include: "workflow/rules/split.smk"
 include: "workflow/rules/segment.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

@@ -258,6 +258,13 @@ def _decode(text: str) -> MediaInfo | MediaError:
     return MediaError(value["error"]) if "error" in value else MediaInfo(**value)
 
 
+def sheet_digest(table: pd.DataFrame, columns: Sequence[str] = REQUIRED_COLUMNS + OPTIONAL_COLUMNS) -> dict:
+    """SHA-256 of the sheet's rows (as CSV, in item_id order) with its row and patient counts."""
+    rows = table[list(columns)].sort_values("item_id", kind="stable")
+    return {"sha256": hashlib.sha256(rows.to_csv(index=False).encode()).hexdigest(), "rows": len(rows),
+            "patients": int(rows["patient_id"].nunique())}
+
+
 def shard_of(item_id: str, n_shards: int) -> int:
     """Stable shard of an item: the same on every machine, run and Python version."""
     digest = hashlib.sha1(str(item_id).encode()).digest()

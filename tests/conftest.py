@@ -23,6 +23,7 @@ TINY_CONFIG = {
     # full and both: the plain frame store and the stacked frame + ROI store.
     "train": {"models": ["efficientnet_lite0"], "inputs": ["full", "both"], "epochs": 2, "input_size": 64,
               "batch_size": 16, "threads": 1},
+    "evaluate": {"n_boot": 200},
 }
 
 

@@ -15,7 +15,7 @@ FOLDS = TINY_CONFIG["split"]["folds"]
 INPUTS = TINY_CONFIG["train"]["inputs"]
 # Jobs that rerun whenever anything the whole data set feeds changes: U-Net, ROIs, classifiers.
 SEGMENTATION_JOBS = {"train_segmenter": 1, "segment": SHARDS, "segment_metrics": 1}
-TRAINING_JOBS = {"train": FOLDS * len(INPUTS), "fold_summary": len(INPUTS), "all": 1}
+TRAINING_JOBS = {"train": FOLDS * len(INPUTS), "evaluate": len(INPUTS), "compare": 1, "manifest": 1, "all": 1}
 
 
 def test_lint_is_clean():
@@ -72,9 +72,41 @@ def test_training_outputs_respect_the_patient_split(demo_run, mode):
         assert not set(val["patient_id"]) & set(fold["train"])
         probabilities = val.filter(like="prob_").to_numpy()
         np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-4)
-    summary = pd.read_csv(demo_run / f"results/train/efficientnet_lite0/{mode}/folds.csv", dtype={"fold": str})
-    assert "ensemble" in set(summary["fold"])
     assert not list(demo_run.glob("results/train/**/*.resume.pt")), "finished jobs leave no resume state"
+
+
+@pytest.mark.parametrize("mode", INPUTS)
+def test_evaluation_reports_folds_and_the_test_ensemble_with_intervals(demo_run, mode):
+    folder = demo_run / f"results/evaluate/efficientnet_lite0/{mode}"
+    folds = pd.read_csv(folder / "folds.csv", dtype={"fold": str})
+    assert set(folds["fold"]) == {*map(str, range(FOLDS)), "mean", "sd"} and set(folds["level"]) == {"image", "patient"}
+    headline = pd.read_csv(folder / "headline.csv", keep_default_na=False)
+    assert set(headline["part"]) == {"cv", "test"}
+    auc = headline[(headline["metric"] == "auc") & (headline["class"] == "macro")]
+    assert len(auc) == 4 and (auc["ci_low"].astype(float) <= auc["value"].astype(float)).all()
+    ensemble = pd.read_csv(folder / "predictions_test.csv")
+    single = pd.read_csv(demo_run / f"results/train/efficientnet_lite0/{mode}/fold_0/predictions_test.csv")
+    assert len(ensemble) == len(single) and set(ensemble["patient_id"]) == set(single["patient_id"])
+    compare = pd.read_csv(demo_run / "results/evaluate/compare.csv")
+    assert set(compare["run_a"]) | set(compare["run_b"]) == {f"efficientnet_lite0/{m}" for m in INPUTS}
+    assert set(compare["level"]) == {"patient"} and set(compare["part"]) == {"test"}
+
+
+def test_report_holds_every_figure_and_table_and_the_manifest_describes_the_run(demo_run):
+    import json
+
+    manifest = json.loads((demo_run / "results/manifest.json").read_text())
+    assert manifest["config"]["train"]["epochs"] == TINY_CONFIG["train"]["epochs"]
+    assert manifest["packages"]["torch"] == "2.14.1" and manifest["git"]["commit"]
+    assert manifest["sample_sheet"]["rows"] == len(pd.read_csv(demo_run / "results/demo/samples.csv"))
+    assert len(manifest["data_sha256"]) == 64
+    run_snakemake(demo_run, "--report", "results/report.html")
+    html = (demo_run / "results/report.html").read_text(errors="replace")
+    expected = ["manifest.json", "frames.csv", "split_report.csv", "summary.csv", "overlays.png", "history.csv",
+                "folds.csv", "headline.csv", "roc.png", "pr.png", "confusion.png", "calibration.png", "training.png",
+                "compare.csv"]
+    missing = [name for name in expected if name not in html]
+    assert not missing, missing
 
 
 def test_segmenter_never_sees_test_masks_and_writes_rois_for_every_frame(demo_run):
@@ -114,7 +146,8 @@ def test_without_masks_segmentation_is_skipped_and_roi_becomes_full(demo_run, tm
     assert "segmentation skipped: no item of the sample sheet has a lesion mask" in result.stdout + result.stderr
     jobs = planned_jobs(workdir, config=config)
     assert not {"train_segmenter", "segment", "segment_metrics"} & set(jobs), jobs
-    assert jobs["train"] == FOLDS and jobs["fold_summary"] == 1, "roi and both fall back to one full-frame run"
+    assert jobs["train"] == FOLDS and jobs["evaluate"] == 1, "roi and both fall back to one full-frame run"
+    assert "compare" not in jobs, "one run: nothing to compare"
     assert "results/train/efficientnet_lite0/full/fold_0/best.pt" in result.stdout
 
 
@@ -127,9 +160,10 @@ def test_added_item_reruns_one_shard_only(demo_run, tmp_path):
     shutil.copytree(demo_run, workdir, symlinks=True)
     sheet_path = workdir / "results/demo/samples_plus.csv"
     sheet = pd.read_csv(workdir / "results/demo/samples.csv", keep_default_na=False)
-    # Switching from the demo to a user sheet with the same rows must not rerun anything.
+    # Switching from the demo to a user sheet with the same rows reruns no stage; only the
+    # manifest, which records the changed config.
     sheet.to_csv(sheet_path, index=False)
-    assert planned_jobs(workdir, config={"samples": str(sheet_path)}) == {}
+    assert planned_jobs(workdir, config={"samples": str(sheet_path)}) == {"manifest": 1, "all": 1}
 
     source = sheet[sheet["mask"] != ""].iloc[0]
     new_image = workdir / "results/demo/extra/NEW001_img1.png"

@@ -12,7 +12,7 @@ min_version("9.10")
 sys.path.insert(0, workflow.basedir)
 
 from sonoflow.importers import load_layout
-from sonoflow.sheet import ProbeCache, SheetError, add_shards, read_sheet, relative_paths, validate_sheet
+from sonoflow.sheet import ProbeCache, SheetError, add_shards, read_sheet, relative_paths, sheet_digest, validate_sheet
 from sonoflow.split import SplitSettings, check_enough_patients
 
 
@@ -122,6 +122,25 @@ def classifier_inputs():
     return list(dict.fromkeys(inputs))
 
 
+def runs():
+    """Every trained (model, input) run as 'model/input', the folder under results/train and evaluate."""
+    return [f"{model}/{mode}" for model in MODELS for mode in classifier_inputs()]
+
+
+def compare_inputs(wildcards):
+    files = {"predictions_test": "predictions_test.csv", "predictions_cv": "predictions_cv.csv",
+             "thresholds": "thresholds.json"}
+    return {name: expand("results/evaluate/{run}/{file}", run=runs(), file=[file]) for name, file in files.items()}
+
+
+def evaluate_settings():
+    return {key: value for key, value in config["evaluate"].items() if key != "readers"}
+
+
+def sheet_digest_of_run(wildcards):
+    return sheet_digest(samples())
+
+
 def segmenter_for(fold):
     return f"fold_{fold}" if config["segment"]["per_fold"] else "all"
 
@@ -164,15 +183,23 @@ def init_checkpoint(wildcards):
     return [path] if path else []
 
 
-def all_targets(wildcards):
-    """Everything a run produces. An input function: which stages run depends on the sheet
-    (lesion masks or not), and the demo's sheet only exists after its checkpoint."""
+def final_targets(wildcards):
+    """Everything a run produces but the manifest. An input function: which stages run depends on
+    the sheet (lesion masks or not), and the demo's sheet only exists after its checkpoint."""
     targets = [
         "results/frames.csv",
         *expand("results/denoise/shard_{shard}/frames.npy", shard=SHARDS),
         "results/splits.json",
-        *expand("results/train/{model}/{input}/folds.csv", model=MODELS, input=classifier_inputs()),
+        *expand("results/evaluate/{run}/headline.csv", run=runs()),
     ]
     if segmentation_runs():
         targets += expand("results/segment/{segmenter}/summary.csv", segmenter=segmenters())
+    if len(runs()) > 1:
+        targets.append("results/evaluate/compare.csv")
+    if config["evaluate"]["readers"]:
+        targets += expand("results/evaluate/{run}/readers_vs_model.csv", run=runs())
     return targets
+
+
+def all_targets(wildcards):
+    return final_targets(wildcards) + ["results/manifest.json"]

@@ -28,24 +28,3 @@ rule train:
         "../../envs/train.yaml"
     script:
         "../../scripts/train.py"
-
-
-rule fold_summary:
-    input:
-        predictions=expand("results/train/{{model}}/{{input}}/fold_{fold}/predictions_val.csv", fold=FOLDS),
-        test_predictions=expand("results/train/{{model}}/{{input}}/fold_{fold}/predictions_test.csv", fold=FOLDS),
-    output:
-        summary=report(
-            "results/train/{model}/{input}/folds.csv",
-            caption="../report/folds.rst",
-            category="4. Training",
-            subcategory="{model} {input}",
-        ),
-    params:
-        labels=config["labels"],
-    log:
-        "results/logs/train/{model}/{input}/fold_summary.log",
-    conda:
-        "../../envs/train.yaml"
-    script:
-        "../../scripts/fold_summary.py"

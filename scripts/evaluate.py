@@ -1,0 +1,26 @@
+"""Rule evaluate: one run's folds, headline metrics with 95% CIs, thresholds and figures."""
+
+import pandas as pd
+
+from sonoflow.evaluate import EvaluateSettings, evaluate_run
+from sonoflow.figures import run_figures
+from sonoflow.io import save_csv, save_json
+from sonoflow.logs import log_to
+from sonoflow.metrics import read_predictions
+
+with log_to(snakemake.log[0]) as log:
+    labels, settings = snakemake.params.labels, EvaluateSettings.from_config(snakemake.params.settings)
+    val_tables = [read_predictions(path) for path in snakemake.input.predictions_val]
+    test_tables = [read_predictions(path) for path in snakemake.input.predictions_test]
+    evaluation = evaluate_run(val_tables, test_tables, labels, settings)
+    title = f"{snakemake.wildcards.model}, {snakemake.wildcards.input} input"
+    errors = run_figures(snakemake.output, evaluation, val_tables, [pd.read_csv(p) for p in snakemake.input.histories],
+                         labels, settings, title)
+    save_csv(snakemake.output.folds, evaluation.folds)
+    save_csv(snakemake.output.headline, evaluation.headline)
+    save_csv(snakemake.output.predictions_cv, evaluation.parts["cv"])
+    # No test set: an empty table with the same columns, so the output always exists.
+    save_csv(snakemake.output.predictions_test, evaluation.parts.get("test", evaluation.parts["cv"].iloc[:0]))
+    save_json(snakemake.output.thresholds, {"thresholds": evaluation.thresholds, "ece": errors,
+                                            "positive": list(settings.positive)})
+    log.info("%s\n%s", title, evaluation.headline.to_string(index=False))

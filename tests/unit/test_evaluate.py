@@ -1,0 +1,106 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from sonoflow.evaluate import EvaluateSettings, compare_runs, evaluate_readers, evaluate_run, read_readers
+from sonoflow.figures import run_figures
+from sonoflow.split import LeakageError
+from test_metrics import predictions
+
+LABELS = ("benign", "malignant")
+SETTINGS = EvaluateSettings(positive=("malignant",), n_boot=200)
+
+
+def fold_tables(n_folds=3, seed=0, skill=1.5):
+    """Validation tables of disjoint patients per fold, and the test patients' tables per fold."""
+    everyone = predictions(n_patients=30 * n_folds, labels=LABELS, seed=seed, skill=skill)
+    val = [everyone[everyone["patient_id"].str[1:].astype(int) % n_folds == k].reset_index(drop=True)
+           for k in range(n_folds)]
+    test = [predictions(n_patients=20, labels=LABELS, seed=100 + k, skill=skill).assign(
+        patient_id=lambda t: "T" + t["patient_id"]) for k in range(n_folds)]
+    for table in test:  # every fold predicts the same test frames (ids), with its own probabilities
+        table["item_id"] = "T" + table["item_id"]
+    return val, test
+
+
+def test_evaluation_tables_levels_parts_and_confidence_intervals():
+    val, test = fold_tables(skill=0.6)  # weak enough that the patient-level AUC is below 1
+    result = evaluate_run(val, test, LABELS, SETTINGS)
+    assert set(result.headline["part"]) == {"cv", "test"} and set(result.headline["level"]) == {"image", "patient"}
+    row = result.headline.set_index(["part", "level", "metric", "class"]).loc[("test", "patient", "auc", "")]
+    assert row["ci_method"] == "DeLong" and row["ci_low"] < row["value"] < row["ci_high"]
+    assert row["patients"] == 20 and row["cases"] == 20
+    image = result.headline.set_index(["part", "level", "metric", "class"]).loc[("test", "image", "auc", "")]
+    assert image["ci_method"] == "patient bootstrap" and image["cases"] == 60
+    folds = result.folds.set_index(["level", "fold"])
+    assert folds.loc[("image", "mean"), "auc"] == pytest.approx(folds.loc[[("image", str(k)) for k in range(3)], "auc"].mean())
+    assert set(result.thresholds) == {"image", "patient"} and all(0 < t < 1 for t in result.thresholds.values())
+
+
+def test_threshold_comes_from_validation_only():
+    val, test = fold_tables()
+    shifted = [t.assign(prob_malignant=t["prob_malignant"] * 0.5, prob_benign=1 - t["prob_malignant"] * 0.5) for t in test]
+    assert evaluate_run(val, test, LABELS, SETTINGS).thresholds == evaluate_run(val, shifted, LABELS, SETTINGS).thresholds
+
+
+def test_overlapping_validation_and_test_patients_are_refused():
+    val, test = fold_tables()
+    leaky = [t.assign(patient_id=t["patient_id"].str.replace("TP", "P", regex=False)) for t in test]
+    with pytest.raises(LeakageError):
+        evaluate_run(val, leaky, LABELS, SETTINGS)
+    with pytest.raises(LeakageError):
+        evaluate_run([val[0], val[0]], test, LABELS, SETTINGS)
+
+
+def test_no_test_set_scores_the_pooled_validation_folds_and_draws_every_figure(tmp_path):
+    val, _ = fold_tables()
+    empty = [t.iloc[:0] for t in val]
+    multi = EvaluateSettings(n_boot=100)
+    result = evaluate_run(val, empty, LABELS, multi)
+    assert set(result.headline["part"]) == {"cv"} and result.thresholds == {"image": None, "patient": None}
+    paths = {name: tmp_path / f"{name}.png" for name in ("roc", "pr", "confusion", "calibration", "training")}
+    history = pd.DataFrame({"epoch": [1, 2], "train_loss": [1, 0.5], "val_loss": [0.9, 0.7], "val_auc": [0.6, 0.8],
+                            "best": [False, True]})
+    errors = run_figures(paths, result, val, [history] * 3, LABELS, multi, "test run")
+    assert set(errors) == {"image level", "patient level"} and all(0 <= e <= 1 for e in errors.values())
+    assert all(path.stat().st_size > 5000 for path in paths.values())
+
+
+def test_compare_runs_pairs_same_cases_with_delong_and_mcnemar():
+    _, test = fold_tables(skill=2.0)
+    good = test[0]
+    weak = test[0].assign(prob_malignant=0.5 + 0.1 * (test[0]["prob_malignant"] - 0.5))
+    weak["prob_benign"] = 1 - weak["prob_malignant"]
+    table = compare_runs({"good": good, "weak": weak, "same": good}, LABELS, SETTINGS)
+    rows = table.set_index(["run_a", "run_b"])
+    assert rows.loc[("good", "same"), "delong_p"] == 1.0 and rows.loc[("good", "same"), "mcnemar_p"] == 1.0
+    assert rows.loc[("good", "weak"), "auc_a"] == pytest.approx(rows.loc[("good", "weak"), "auc_b"])  # same order
+    assert (table["level"] == "patient").all() and (table["cases"] == 20).all()
+    with pytest.raises(ValueError, match="different cases"):
+        compare_runs({"good": good, "other": test[1].assign(patient_id="X" + test[1]["patient_id"])}, LABELS, SETTINGS)
+    multi = compare_runs({"good": good, "weak": weak}, LABELS, EvaluateSettings(n_boot=100))
+    assert set(multi["target"]) == set(LABELS)
+
+
+def test_readers_scored_like_the_model_and_compared_on_the_same_cases(tmp_path):
+    _, test = fold_tables(skill=3.0)
+    model = test[0]
+    patients = model.groupby("patient_id")["label"].first()
+    perfect = pd.DataFrame({"reader": "R1", "session": "without AI", "patient_id": patients.index, "label": patients.values})
+    flipped = perfect.assign(reader="R2", label=np.where(np.arange(len(perfect)) % 4 == 0,
+                                                          perfect["label"].map({"benign": "malignant", "malignant": "benign"}),
+                                                          perfect["label"]))
+    graded = flipped.assign(reader="R3", score=np.where(flipped["label"] == "malignant", 0.8, 0.2))
+    path = tmp_path / "readers.csv"
+    pd.concat([perfect, flipped, graded]).to_csv(path, index=False)
+    metrics, comparison = evaluate_readers(read_readers(path), model, LABELS, SETTINGS, threshold=0.5)
+    values = metrics.set_index(["reader", "metric"])["value"]
+    assert values[("R1", "accuracy")] == 1.0 and values[("R1", "sensitivity")] == 1.0
+    assert values[("R2", "accuracy")] == pytest.approx(0.75)
+    rows = comparison.set_index("reader")
+    assert rows.loc["R1", "accuracy_reader"] == 1.0 and rows.loc["R1", "cases"] == 20
+    assert {"auc_model", "auc_reader", "delong_p"} <= set(comparison.columns)
+    bad = perfect.assign(label="cancer")
+    bad.to_csv(path, index=False)
+    with pytest.raises(ValueError, match="cancer"):
+        evaluate_readers(read_readers(path), model, LABELS, SETTINGS)
