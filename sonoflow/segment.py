@@ -255,6 +255,21 @@ def segment_frames(model: nn.Module, frames: np.ndarray, settings: SegmentSettin
     return masks, rois, table
 
 
+def lesion_views(truth: np.ndarray, has_truth: np.ndarray, predicted: np.ndarray, rois: pd.DataFrame,
+                 margin: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The best lesion mask of every frame (the ground truth where the item has one, else the
+    U-Net's) in frame geometry and in the geometry of its ROI crop, and where each came from
+    (``truth`` or ``unet``). Explanation quality is scored against these."""
+    has_truth = np.asarray(has_truth, bool)
+    lesions = np.where(has_truth[:, None, None], truth, predicted).astype(np.uint8)
+    geometry = IngestSettings(size=lesions.shape[-1], resize="pad")
+    roi_lesions = np.empty_like(lesions)
+    for index, row in enumerate(rois.itertuples()):
+        box = (row.roi_y0, row.roi_y1, row.roi_x0, row.roi_x1)
+        roi_lesions[index] = crop_resize(lesions[index], box, np.ones(lesions.shape[1:], bool), geometry, is_mask=True)
+    return lesions, roi_lesions, np.where(has_truth, "truth", "unet")
+
+
 # --- Which patients train which segmenter ---------------------------------------------------------
 
 

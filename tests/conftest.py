@@ -20,10 +20,11 @@ TINY_CONFIG = {
                "dedup_threshold": 2.0, "crop": True, "previews": 1},
     "split": {"seed": 41, "test_fraction": 0.25, "folds": 2},
     "segment": {"input_size": 64, "epochs": 2, "steps_per_epoch": 2, "batch_size": 8, "threads": 1},
-    # full and both: the plain frame store and the stacked frame + ROI store.
-    "train": {"models": ["efficientnet_lite0"], "inputs": ["full", "both"], "epochs": 2, "input_size": 64,
+    # full and roi: both CAM geometries; both (stacked channels) is covered by a dry run and unit tests.
+    "train": {"models": ["efficientnet_lite0"], "inputs": ["full", "roi"], "epochs": 2, "input_size": 64,
               "batch_size": 16, "threads": 1},
     "evaluate": {"n_boot": 200},
+    "cam": {"per_kind": 1, "max_images": 40, "road_images": 4, "road_percentiles": [50]},
 }
 
 

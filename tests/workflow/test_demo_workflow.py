@@ -15,7 +15,8 @@ FOLDS = TINY_CONFIG["split"]["folds"]
 INPUTS = TINY_CONFIG["train"]["inputs"]
 # Jobs that rerun whenever anything the whole data set feeds changes: U-Net, ROIs, classifiers.
 SEGMENTATION_JOBS = {"train_segmenter": 1, "segment": SHARDS, "segment_metrics": 1}
-TRAINING_JOBS = {"train": FOLDS * len(INPUTS), "evaluate": len(INPUTS), "compare": 1, "manifest": 1, "all": 1}
+TRAINING_JOBS = {"train": FOLDS * len(INPUTS), "evaluate": len(INPUTS), "compare": 1, "cam": FOLDS * len(INPUTS),
+                 "cam_report": len(INPUTS), "manifest": 1, "all": 1}
 
 
 def test_lint_is_clean():
@@ -62,7 +63,7 @@ def test_training_outputs_respect_the_patient_split(demo_run, mode):
         checkpoint = torch.load(folder / "best.pt", weights_only=False)
         assert checkpoint["model_name"] == "efficientnet_lite0"
         assert checkpoint["labels"] == ["cyst", "hyperechoic_mass", "hypoechoic_mass", "normal"]
-        assert checkpoint["in_channels"] == {"full": 1, "both": 2}[mode] and checkpoint["settings"]["input"] == mode
+        assert checkpoint["in_channels"] == 1 and checkpoint["settings"]["input"] == mode
         history = pd.read_csv(folder / "history.csv")
         assert len(history) == TINY_CONFIG["train"]["epochs"] and history["best"].sum() == 1
         val = pd.read_csv(folder / "predictions_val.csv", dtype={"patient_id": str})
@@ -262,3 +263,28 @@ def test_bad_sheet_fails_before_any_job_and_writes_nothing(demo_run, tmp_path, p
     assert not (workdir / "results").exists(), "nothing may be written before the sheet is valid"
     after = sorted((p.relative_to(data), p.stat().st_mtime_ns) for p in data.rglob("*") if p.name != "samples.csv")
     assert before == after, "raw data must never be modified"
+
+
+@pytest.mark.parametrize("mode", INPUTS)
+def test_cam_quality_per_fold_and_ensemble_and_overlays_are_not_blank(demo_run, mode):
+    import cv2
+
+    folder = demo_run / f"results/cam/efficientnet_lite0/{mode}"
+    quality = pd.read_csv(folder / "quality.csv")
+    assert set(quality["scope"]) == {*(f"fold {k}" for k in range(FOLDS)), "fold ensemble"}
+    lesions = quality[quality["label"] == "all lesions"]
+    assert (lesions["images"] > 0).all() and lesions["chance"].between(0, 1, inclusive="neither").all()
+    per_image = pd.read_csv(folder / "quality_per_image.csv")
+    lesion_rows = per_image[per_image["lesion_share"] > 0]
+    scored = lesion_rows["energy_inside"].dropna()  # a 2-epoch model may give all-zero maps
+    assert len(scored) and scored.between(0, 1).all()
+    assert (quality["blank_cams"] <= quality["images"]).all()
+    image = cv2.imread(str(folder / "overlays_gradcam.png"))
+    assert image is not None and image.shape[0] > 200 and image.std() > 20
+
+
+def test_cam_skips_stacked_input_with_a_log_line(demo_run):
+    result = run_snakemake(demo_run, "--dry-run", config={"train": {"inputs": ["both"]}})
+    assert "Grad-CAM skips runs with input 'both'" in result.stdout + result.stderr
+    jobs = planned_jobs(demo_run, config={"train": {"inputs": ["both"]}})
+    assert jobs["train"] == FOLDS and "cam" not in jobs and "cam_report" not in jobs, jobs

@@ -122,9 +122,9 @@ def classifier_inputs():
     return list(dict.fromkeys(inputs))
 
 
-def runs():
+def runs(inputs=None):
     """Every trained (model, input) run as 'model/input', the folder under results/train and evaluate."""
-    return [f"{model}/{mode}" for model in MODELS for mode in classifier_inputs()]
+    return [f"{model}/{mode}" for model in MODELS for mode in inputs or classifier_inputs()]
 
 
 def compare_inputs(wildcards):
@@ -158,6 +158,32 @@ def classifier_arrays(wildcards):
         arrays["roi"] = expand("results/segment/{segmenter}/shard_{shard}/rois.npy",
                                segmenter=segmenter_for(wildcards.fold), shard=SHARDS)
     return arrays
+
+
+def cam_arrays(wildcards):
+    """The frames a run's classifier saw, in its own geometry (CAMs are drawn over these)."""
+    return classifier_arrays(wildcards)[wildcards.input]
+
+
+def cam_lesions(wildcards):
+    """Lesion masks in the run's geometry (frame or ROI), when segmentation ran; else none."""
+    if not segmentation_runs():
+        return []
+    kind = "lesions" if wildcards.input == "full" else "roi_lesions"
+    return expand("results/segment/{segmenter}/shard_{shard}/{kind}.npy",
+                  segmenter=segmenter_for(wildcards.fold), shard=SHARDS, kind=[kind])
+
+
+def explained_runs():
+    """Runs whose input is one image geometry: a CAM over two stacked views (both) maps onto
+    neither, so those runs are not rendered."""
+    single_view = [mode for mode in classifier_inputs() if mode != "both"]
+    explained = runs(single_view) if single_view else []
+    if len(explained) < len(runs()) and "cam_skip_logged" not in _validated:
+        _validated["cam_skip_logged"] = True
+        logger.warning("Grad-CAM skips runs with input 'both': its two channels (frame, ROI) differ in "
+                       "geometry, so a heatmap cannot be drawn over either")
+    return explained
 
 
 def segment_settings():
@@ -196,6 +222,8 @@ def final_targets(wildcards):
         targets += expand("results/segment/{segmenter}/summary.csv", segmenter=segmenters())
     if len(runs()) > 1:
         targets.append("results/evaluate/compare.csv")
+    if config["cam"]["enabled"]:
+        targets += expand("results/cam/{run}/quality.csv", run=explained_runs())
     if config["evaluate"]["readers"]:
         targets += expand("results/evaluate/{run}/readers_vs_model.csv", run=runs())
     return targets

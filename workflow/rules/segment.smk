@@ -29,9 +29,14 @@ rule segment:
     input:
         model="results/segment/{segmenter}/unet.pt",
         frames="results/denoise/shard_{shard}/frames.npy",
+        table="results/ingest/shard_{shard}/frames.csv",
+        truth="results/ingest/shard_{shard}/masks.npy",
     output:
         masks="results/segment/{segmenter}/shard_{shard}/masks.npy",
         rois="results/segment/{segmenter}/shard_{shard}/rois.npy",
+        # The best lesion mask per frame (ground truth, else U-Net), in frame and ROI geometry.
+        lesions="results/segment/{segmenter}/shard_{shard}/lesions.npy",
+        roi_lesions="results/segment/{segmenter}/shard_{shard}/roi_lesions.npy",
         table="results/segment/{segmenter}/shard_{shard}/rois.csv",
     threads: config["segment"]["threads"]
     resources:

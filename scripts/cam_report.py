@@ -1,0 +1,22 @@
+"""Rule cam_report: a run's explanation-quality table (folds and fold ensemble) and overlays."""
+
+import numpy as np
+
+from sonoflow.cam import CamSettings, cam_report, headline_predictions, read_quality
+from sonoflow.io import save_csv
+from sonoflow.logs import log_to
+from sonoflow.metrics import read_predictions
+
+with log_to(snakemake.log[0]) as log:
+    settings = CamSettings.from_config(snakemake.params.settings)
+    part, predictions = headline_predictions(read_predictions(snakemake.input.ensemble_test),
+                                             read_predictions(snakemake.input.ensemble_cv))
+    mode = snakemake.wildcards.input
+    folds = [dict(np.load(path)) for path in snakemake.input.cams]
+    fold_quality = [read_quality(path) for path in snakemake.input.quality]
+    overlays = dict(zip(settings.methods, snakemake.output.overlays))
+    summary, per_image = cam_report(folds, fold_quality, predictions, part, snakemake.params.labels, settings, overlays,
+                                    f"{snakemake.wildcards.model}, {mode} input")
+    save_csv(snakemake.output.summary, summary)
+    save_csv(snakemake.output.per_image, per_image)
+    log.info("\n%s", summary.to_string(index=False))
