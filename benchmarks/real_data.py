@@ -2,6 +2,9 @@
 
     python benchmarks/real_data.py ddti OUT.csv     # thyroid nodule crops, binary label, case = patient
     python benchmarks/real_data.py ctrus OUT.csv    # colon frames, label = image quality, with masks
+    python benchmarks/real_data.py ctrus-patients OUT.csv  # colon frames, one placeholder label per patient
+                                                           # (odd/even number), for stages that need no label
+                                                           # (near-duplicates: benchmarks/configs/ctrus_dedup.yaml)
 
 The data is read where it lies; nothing is copied. Skips cleanly (exit 0) when it is absent.
 """
@@ -44,14 +47,23 @@ def ctrus_sheet(root: Path = DATA / "ctrus") -> pd.DataFrame:
                          "mask": [str(root / "labels" / f) for f in table["file"]], "split": ""})
 
 
+def ctrus_patient_sheet(root: Path = DATA / "ctrus") -> pd.DataFrame:
+    """C-TRUS quality varies frame by frame, but a sheet holds one label per patient."""
+    sheet = ctrus_sheet(root)
+    return sheet.assign(label=["odd" if int(p.removeprefix("patient")) % 2 else "even" for p in sheet["patient_id"]])
+
+
+SHEETS = {"ddti": ddti_sheet, "ctrus": ctrus_sheet, "ctrus-patients": ctrus_patient_sheet}
+
+
 def main() -> int:
-    if len(sys.argv) != 3 or sys.argv[1] not in {"ddti", "ctrus"}:
+    if len(sys.argv) != 3 or sys.argv[1] not in SHEETS:
         print(__doc__)
         return 2
     if not DATA.is_dir():
         print(f"SKIP: {DATA} not found")
         return 0
-    sheet = ddti_sheet() if sys.argv[1] == "ddti" else ctrus_sheet()
+    sheet = SHEETS[sys.argv[1]]()
     save_csv(sys.argv[2], sheet)
     print(f"{len(sheet)} items, {sheet['patient_id'].nunique()} patients, labels {sheet['label'].value_counts().to_dict()}")
     return 0

@@ -9,13 +9,14 @@ from sonoflow.dataset import FrameStore, read_frame_table
 from sonoflow.io import save_csv
 from sonoflow.logs import log_to
 from sonoflow.segment import SegmentSettings, masked_frames, save_segmenter, segmenter_partition, train_segmenter
+from sonoflow.split import usable_frames
 
 with log_to(snakemake.log[0]) as log:
     torch.set_num_threads(snakemake.threads)
     settings = SegmentSettings.from_config(snakemake.params.settings)
-    frames = read_frame_table(snakemake.input.frames)
-    partition = segmenter_partition(frames, json.loads(Path(snakemake.input.splits).read_text()),
-                                    snakemake.wildcards.segmenter, settings)
+    splits = json.loads(Path(snakemake.input.splits).read_text())
+    frames = usable_frames(read_frame_table(snakemake.input.frames), splits)
+    partition = segmenter_partition(frames, splits, snakemake.wildcards.segmenter, settings)
     images, masks = FrameStore.from_paths(snakemake.input.arrays), FrameStore.from_paths(snakemake.input.masks)
     parts = {name: masked_frames(frames, partition, name) for name in ("train", "val")}
     log.info("segmenter %s: %s", snakemake.wildcards.segmenter, ", ".join(

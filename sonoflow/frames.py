@@ -36,8 +36,11 @@ THUMBNAIL_SIZE = 32
 # pixels (speed, and thin text strokes average away), of at most this many frames.
 DETECT_SIZE = 256
 DETECT_FRAMES = 32
-# Grey level (0-255) above which a pixel of the brightest-over-time image counts as content.
+# Grey levels (0-255) above the background (the image's darkest percentile, 0 for true black)
+# at which a pixel of the brightest-over-time image counts as content: an export with lifted
+# blacks keeps its scan area.
 CONTENT_LEVEL = 5
+BACKGROUND_PERCENTILE = 1
 # Temporal standard deviation (grey levels) above which a pixel counts as moving.
 MOTION_LEVEL = 1.0
 # Motion is only trusted as a hint when this share of the frame moves (frozen clips have none).
@@ -223,7 +226,8 @@ def detect_scan_area(frames: list[np.ndarray]) -> tuple[np.ndarray, BBox]:
     chosen = np.unique(np.round(np.linspace(0, len(frames) - 1, min(len(frames), DETECT_FRAMES))).astype(int))
     small = np.stack([shrink_by(frames[i], factor, factor) for i in chosen])
 
-    content = cv2.GaussianBlur(small.max(axis=0), (5, 5), 0) > CONTENT_LEVEL
+    brightest = cv2.GaussianBlur(small.max(axis=0), (5, 5), 0)
+    content = brightest > np.percentile(brightest, BACKGROUND_PERCENTILE) + CONTENT_LEVEL
     if len(small) >= 3:
         moving = small.std(axis=0, dtype=np.float32) > MOTION_LEVEL
         if moving.mean() > MIN_MOVING_SHARE:

@@ -65,13 +65,18 @@ def unit_hash(seed: int, patient_id: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def held_out_patients(patients: pd.DataFrame, settings: SplitSettings) -> list[str]:
-    """Each patient is decided on its own (hash < test_fraction), so adding patients never moves
-    an existing one in or out of the test set. A sheet's fixed `test` values take precedence."""
+def held_out_patients(patients: pd.DataFrame, settings: SplitSettings, groups: Mapping[str, str] | None = None) -> list[str]:
+    """Each patient (or split group of patients, see ``groups``) is decided on its own (hash <
+    test_fraction), so adding patients never moves an existing one in or out of the test set,
+    unless a new near-duplicate joins its group. A sheet's fixed `test` values take precedence;
+    a group with a patient fixed to `train` stays out of the test set as a whole."""
     fixed = patients["split"].fillna("")
     if (fixed == "test").any():
         return sorted(patients.index[fixed == "test"])
-    drawn = [pid for pid in patients.index if fixed[pid] != "train" and unit_hash(settings.seed, pid) < settings.test_fraction]
+    group_of = {pid: (groups or {}).get(pid, pid) for pid in patients.index}
+    kept_out = {group_of[pid] for pid in patients.index if fixed[pid] == "train"}
+    drawn = [pid for pid, group in group_of.items()
+             if group not in kept_out and unit_hash(settings.seed, group) < settings.test_fraction]
     return sorted(drawn)
 
 
@@ -93,31 +98,48 @@ def check_enough_patients(frames: pd.DataFrame, labels: Sequence[str], settings:
                              f"{settings.seed}, test_fraction {settings.test_fraction}); change split.seed or add patients")
 
 
-def make_splits(frames: pd.DataFrame, labels: Sequence[str], settings: SplitSettings) -> dict:
-    """The splits as a JSON-ready dict: test patients and, per fold, train and val patients."""
+def make_splits(frames: pd.DataFrame, labels: Sequence[str], settings: SplitSettings,
+                groups: Mapping[str, str] | None = None, excluded_items: Sequence[str] = ()) -> dict:
+    """The splits as a JSON-ready dict: test patients and, per fold, train and val patients.
+
+    ``groups`` (patient -> group, e.g. patients linked by near-duplicate images) keeps every
+    group on one side of every split; ``excluded_items`` (e.g. dropped duplicates) take no part.
+    """
+    frames = frames[~frames["item_id"].isin(set(excluded_items))]
+    groups = {pid: group for pid, group in (groups or {}).items() if pid in set(frames["patient_id"])}
     patients = patient_table(frames)
     unknown = sorted(set(patients["label"]) - set(labels))
     if unknown:
         raise SplitError(f"labels {unknown} are not among the configured labels {list(labels)}")
     check_enough_patients(frames, labels, settings)
-    test = held_out_patients(patients, settings)
+    test = held_out_patients(patients, settings, groups)
     rest = frames[~frames["patient_id"].isin(test)]
+    group_of = rest["patient_id"].map(lambda pid: groups.get(pid, pid))
     folds = []
     if settings.folds == 1:
-        rest_patients = patient_table(rest)
+        # Whole groups are drawn, each with the label of most of its patients.
+        per_group = patient_table(rest).assign(group=lambda t: t.index.map(lambda pid: groups.get(pid, pid)))
+        labels_of_groups = per_group.groupby("group")["label"].agg(lambda values: values.mode().iloc[0])
         splitter = StratifiedShuffleSplit(n_splits=1, test_size=settings.val_fraction, random_state=settings.seed)
-        train_index, val_index = next(splitter.split(rest_patients.index, rest_patients["label"]))
-        folds.append({"fold": 0, "train": sorted(rest_patients.index[train_index]),
-                      "val": sorted(rest_patients.index[val_index])})
+        train_index, val_index = next(splitter.split(labels_of_groups.index, labels_of_groups))
+        val_groups = set(labels_of_groups.index[val_index])
+        folds.append({"fold": 0, "train": sorted(per_group.index[~per_group["group"].isin(val_groups)]),
+                      "val": sorted(per_group.index[per_group["group"].isin(val_groups)])})
     else:
-        # Frames as samples, patients as groups: folds balance frames, not just patient counts.
+        # Frames as samples, patient groups as groups: folds balance frames, not just patient counts.
         splitter = StratifiedGroupKFold(n_splits=settings.folds, shuffle=True, random_state=settings.seed)
-        for fold, (train_index, val_index) in enumerate(splitter.split(rest, rest["label"], rest["patient_id"])):
+        for fold, (train_index, val_index) in enumerate(splitter.split(rest, rest["label"], group_of)):
             folds.append({"fold": fold, "train": sorted(set(rest["patient_id"].iloc[train_index])),
                           "val": sorted(set(rest["patient_id"].iloc[val_index]))})
-    splits = {"seed": settings.seed, "settings": asdict(settings), "labels": list(labels), "test": test, "folds": folds}
+    splits = {"seed": settings.seed, "settings": asdict(settings), "labels": list(labels), "test": test, "folds": folds,
+              "groups": dict(sorted(groups.items())), "excluded_items": sorted(set(excluded_items))}
     check_splits(splits, patients["label"].to_dict())
     return splits
+
+
+def usable_frames(frames: pd.DataFrame, splits: Mapping) -> pd.DataFrame:
+    """The frames that take part in the split: items excluded from it (dropped duplicates) are not."""
+    return frames[~frames["item_id"].isin(set(splits.get("excluded_items", [])))]
 
 
 def check_splits(splits: Mapping, patient_labels: Mapping[str, str] | None = None) -> None:
@@ -139,6 +161,15 @@ def check_splits(splits: Mapping, patient_labels: Mapping[str, str] | None = Non
         everyone = set().union(*(set(f["train"]) | set(f["val"]) for f in splits["folds"]))
         if sorted(validated) != sorted(everyone):
             raise SplitError("every non-test patient must be in exactly one validation fold")
+    members: dict[str, set[str]] = {}
+    for pid, group in splits.get("groups", {}).items():
+        members.setdefault(group, set()).add(pid)
+    for group, pids in members.items():
+        for fold in splits["folds"]:
+            sides = {side for side, part in (("test", test), ("train", set(fold["train"])), ("val", set(fold["val"])))
+                     for pid in pids if pid in part}
+            if len(sides) > 1:
+                raise LeakageError(f"split group {group} (patients {sorted(pids)}) is on sides {sorted(sides)} of fold {fold['fold']}")
 
 
 @dataclass(frozen=True)

@@ -402,9 +402,10 @@ def run_fold(
     in two parts: leakage is a hard error here, not a convention upstream.
     """
     from sonoflow.models import build_model, load_checkpoint_into
-    from sonoflow.split import partition_for_fold, select_frames
+    from sonoflow.split import partition_for_fold, select_frames, usable_frames
 
     out_dir = Path(out_dir)
+    frames = usable_frames(frames, splits)
     partition = partition_for_fold(splits, fold)
     parts = {name: select_frames(frames, partition, name) for name in ("train", "val", "test")}
     class_index = {name: index for index, name in enumerate(labels)}

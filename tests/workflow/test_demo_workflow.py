@@ -174,8 +174,9 @@ def test_added_item_reruns_one_shard_only(demo_run, tmp_path):
                "label": source["label"], "mask": "", "split": ""}
     pd.concat([sheet, pd.DataFrame([new_row])]).to_csv(sheet_path, index=False)
     jobs = planned_jobs(workdir, config={"samples": str(sheet_path)})
-    # One shard's ingest and denoise; everything that depends on the whole data set reruns.
-    assert jobs == {"ingest": 1, "denoise": 1, "frames_table": 1, "split": 1, **SEGMENTATION_JOBS, **TRAINING_JOBS}, jobs
+    # One shard's ingest, denoise and embedding; everything that depends on the whole data set reruns.
+    assert jobs == {"ingest": 1, "denoise": 1, "dedup_embed": 1, "frames_table": 1, "dedup": 1, "split": 1,
+                    "dedup_crossing": 1, **SEGMENTATION_JOBS, **TRAINING_JOBS}, jobs
 
 
 def test_changed_denoise_setting_reruns_from_denoise_on(demo_run, tmp_path):
@@ -288,3 +289,29 @@ def test_cam_skips_stacked_input_with_a_log_line(demo_run):
     assert "Grad-CAM skips runs with input 'both'" in result.stdout + result.stderr
     jobs = planned_jobs(demo_run, config={"train": {"inputs": ["both"]}})
     assert jobs["train"] == FOLDS and "cam" not in jobs and "cam_report" not in jobs, jobs
+
+
+def test_planted_duplicate_under_another_patient_is_found_and_grouped(demo_run, tmp_path):
+    import json
+
+    import cv2
+
+    data = tmp_path / "data"
+    shutil.copytree(demo_run / "results/demo", data)
+    sheet = pd.read_csv(data / "samples.csv", keep_default_na=False)
+    source = sheet[sheet["path"].str.endswith(".png")].iloc[0]
+    copy = cv2.resize(cv2.imread(str(data / source["path"]), cv2.IMREAD_GRAYSCALE), None, fx=0.8, fy=0.8)
+    cv2.imwrite(str(data / "copy.png"), copy)
+    row = {"patient_id": "COPY01", "item_id": "copy_of_it", "path": "copy.png", "label": source["label"], "mask": "", "split": ""}
+    pd.concat([sheet, pd.DataFrame([row])]).to_csv(data / "with_copy.csv", index=False)
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    # CV only: grouping two patients leaves the tiny demo too few groups per class for a test set too.
+    config = {"samples": str(data / "with_copy.csv"), "dedup": {"policy": "group"}, "split": {"test_fraction": 0.0}}
+    run_snakemake(workdir, "results/dedup/crossing.csv", config=config)
+    pairs = pd.read_csv(workdir / "results/dedup/pairs.csv", dtype=str)
+    assert {(source["item_id"], "copy_of_it")} == set(zip(pairs["item_a"], pairs["item_b"]))
+    splits = json.loads((workdir / "results/splits.json").read_text())
+    assert splits["groups"] == {source["patient_id"]: min(source["patient_id"], "COPY01"),
+                                "COPY01": min(source["patient_id"], "COPY01")}
+    assert (pd.read_csv(workdir / "results/dedup/crossing.csv")["crossing"] == 0).all()

@@ -98,6 +98,15 @@ def shard_records(wildcards):
     return shard_rows(wildcards.shard).to_dict("records")
 
 
+def dedup_pairs(wildcards):
+    """The near-duplicate pairs the split honours (policy group or drop) or reports; none when off."""
+    return ["results/dedup/pairs.csv"] if config["dedup"]["enabled"] else []
+
+
+def dedup_crossing(wildcards):
+    return ["results/dedup/crossing.csv"] if config["dedup"]["enabled"] else []
+
+
 def denoise_settings():
     method = config["denoise"]["method"]
     return {"method": method, method: config["denoise"].get(method, {})}

@@ -3,6 +3,7 @@ rule evaluate:
         predictions_val=expand("results/train/{{model}}/{{input}}/fold_{fold}/predictions_val.csv", fold=FOLDS),
         predictions_test=expand("results/train/{{model}}/{{input}}/fold_{fold}/predictions_test.csv", fold=FOLDS),
         histories=expand("results/train/{{model}}/{{input}}/fold_{fold}/history.csv", fold=FOLDS),
+        crossing=dedup_crossing,
     output:
         folds=report(
             "results/evaluate/{model}/{input}/folds.csv",
@@ -17,6 +18,12 @@ rule evaluate:
             subcategory="{model} {input}",
         ),
         thresholds="results/evaluate/{model}/{input}/thresholds.json",
+        leakage=report(
+            "results/evaluate/{model}/{input}/leakage.csv",
+            caption="../report/eval_leakage.rst",
+            category="5. Evaluation",
+            subcategory="{model} {input}",
+        ),
         predictions_cv="results/evaluate/{model}/{input}/predictions_cv.csv",
         predictions_test="results/evaluate/{model}/{input}/predictions_test.csv",
         roc=report(

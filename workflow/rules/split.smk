@@ -1,6 +1,7 @@
 rule split:
     input:
         frames="results/frames.csv",
+        pairs=dedup_pairs,
     output:
         splits="results/splits.json",
         report=report(
@@ -11,6 +12,7 @@ rule split:
     params:
         settings=config["split"],
         labels=config["labels"],
+        dedup_policy=config["dedup"]["policy"],
     log:
         "results/logs/split.log",
     conda:
