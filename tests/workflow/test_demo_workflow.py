@@ -315,3 +315,10 @@ def test_planted_duplicate_under_another_patient_is_found_and_grouped(demo_run, 
     assert splits["groups"] == {source["patient_id"]: min(source["patient_id"], "COPY01"),
                                 "COPY01": min(source["patient_id"], "COPY01")}
     assert (pd.read_csv(workdir / "results/dedup/crossing.csv")["crossing"] == 0).all()
+
+
+def test_without_segmentation_cam_quality_uses_the_sheets_own_masks(demo_run):
+    # The DDTI case: masks in the sheet, segmentation off; CAM quality is still scored, on them.
+    result = run_snakemake(demo_run, "--dry-run", "--forcerun", "cam", config={"segment": {"enabled": False}})
+    cam_inputs = [block for block in result.stdout.split("\n\n") if "rule cam:" in block]
+    assert cam_inputs and all("results/ingest/shard_00/masks.npy" in block for block in cam_inputs), result.stdout[-3000:]

@@ -175,9 +175,11 @@ def cam_arrays(wildcards):
 
 
 def cam_lesions(wildcards):
-    """Lesion masks in the run's geometry (frame or ROI), when segmentation ran; else none."""
+    """Lesion masks in the run's geometry (frame or ROI): the segmentation stage's when it ran;
+    else the sheet's own masks (full frames only), when there are any; else none."""
     if not segmentation_runs():
-        return []
+        has_masks = (samples()["mask"] != "").any()
+        return expand("results/ingest/shard_{shard}/masks.npy", shard=SHARDS) if has_masks else []
     kind = "lesions" if wildcards.input == "full" else "roi_lesions"
     return expand("results/segment/{segmenter}/shard_{shard}/{kind}.npy",
                   segmenter=segmenter_for(wildcards.fold), shard=SHARDS, kind=[kind])
