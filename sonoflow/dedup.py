@@ -34,6 +34,8 @@ POLICIES = ("report", "group", "drop")
 HNSW_LINKS = 16
 HNSW_BUILD_BREADTH = 40
 HNSW_SEARCH_BREADTH = 48
+# Candidate pairs verified per block: bounds the band-passed frames held in memory.
+VERIFY_BLOCK = 5000
 
 
 @dataclass(frozen=True)
@@ -75,10 +77,10 @@ def frame_embeddings(frames: np.ndarray) -> np.ndarray:
 
 def candidate_pairs(embeddings: np.ndarray, owner: np.ndarray, settings: DedupSettings) -> np.ndarray:
     """Index pairs (M, 2), i < j, of frames of different owners (items): each frame's nearest
-    neighbours (at most ``neighbours``) on the leading principal components, found with an HNSW
-    graph (faiss; about n log n, where a KD-tree in 16 dimensions degrades towards all pairs),
-    kept when within ``radius`` there and within ``full_radius`` on the whole embedding (the
-    projection shrinks distances, so frames close on the leading components may be far apart)."""
+    neighbours on the leading principal components, found with an HNSW graph (faiss; about
+    n log n, where a KD-tree in 16 dimensions degrades towards all pairs), kept when within
+    ``radius`` there and within ``full_radius`` on the whole embedding (the projection shrinks
+    distances, so frames close on the leading components may be far apart)."""
     import faiss
     from sklearn.decomposition import PCA
 
@@ -89,7 +91,9 @@ def candidate_pairs(embeddings: np.ndarray, owner: np.ndarray, settings: DedupSe
     if n > settings.components and embeddings.shape[1] > settings.components:
         points = PCA(settings.components, random_state=settings.seed).fit_transform(embeddings)
     points = np.ascontiguousarray(points, dtype=np.float32)
-    k = min(settings.neighbours + 1, n)
+    # ``neighbours`` others besides every frame of the largest item: a clip's own frames, its
+    # nearest neighbours, must not crowd out a copy filed under another item.
+    k = min(settings.neighbours + int(np.bincount(owner).max()), n)
     faiss.omp_set_num_threads(1)  # a graph built by one thread is the same graph on every run
     index = faiss.IndexHNSWFlat(points.shape[1], HNSW_LINKS)
     index.hnsw.efConstruction = HNSW_BUILD_BREADTH
@@ -134,11 +138,12 @@ def near_duplicates(frames: pd.DataFrame, embeddings: np.ndarray, store, setting
     owner = pd.factorize(frames["item_id"])[0]
     pairs = candidate_pairs(embeddings, owner, settings)
     scores = np.zeros(len(pairs))
-    if len(pairs):
-        needed = np.unique(pairs)
-        pixels = store.gather(frames.iloc[needed])
-        filtered = {i: band_pass(f) for i, f in zip(needed, pixels)}
-        scores = np.array([correlation(filtered[i], filtered[j], settings.max_shift) for i, j in pairs])
+    # Block by block, so that only the frames of one block are held band-passed (float32) at a time.
+    for start in range(0, len(pairs), VERIFY_BLOCK):
+        block = pairs[start:start + VERIFY_BLOCK]
+        needed = np.unique(block)
+        filtered = {i: band_pass(f) for i, f in zip(needed, store.gather(frames.iloc[needed]))}
+        scores[start:start + len(block)] = [correlation(filtered[i], filtered[j], settings.max_shift) for i, j in block]
     candidates = len(pairs)
     verified = scores >= settings.min_correlation
     pairs, scores = pairs[verified], scores[verified]

@@ -80,6 +80,18 @@ def test_candidates_are_bounded_per_frame_and_never_within_one_item():
     assert len(candidate_pairs(embeddings, np.arange(500), settings)) >= 250, "twins of different items are found"
 
 
+def test_a_long_clip_does_not_crowd_out_a_copy_in_another_item():
+    rng = np.random.default_rng(1)
+    clip = rng.normal(0, 1, 100)
+    embeddings = np.stack([clip + rng.normal(0, 0.001, 100) for _ in range(60)]  # 60 near-identical frames
+                          + [clip + rng.normal(0, 0.05, 100)]  # a copy of the clip's first frame, another item
+                          + list(rng.normal(0, 1, (200, 100)))).astype(np.float32)
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    owner = np.array([0] * 60 + [1] + list(range(2, 202)))
+    pairs = candidate_pairs(embeddings, owner, DedupSettings(neighbours=4))
+    assert {(i, 60) for i in range(60)} <= set(map(tuple, pairs.tolist())), "every clip frame finds the copy"
+
+
 def pairs_table(links):
     return pd.DataFrame([{"item_a": a, "patient_a": pa, "item_b": b, "patient_b": pb} for a, pa, b, pb in links]).assign(
         crosses_patients=lambda t: t["patient_a"] != t["patient_b"])
