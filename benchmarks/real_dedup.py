@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from sonoflow.dedup import read_pairs
+
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
@@ -21,7 +23,7 @@ def main() -> int:
         print(__doc__)
         return 2
     results = Path(sys.argv[1]) / "results" / "dedup"
-    pairs = pd.read_csv(results / "pairs.csv", dtype={"item_a": str, "item_b": str, "patient_a": str, "patient_b": str})
+    pairs = read_pairs(results / "pairs.csv")
     groups = pd.read_csv(results / "groups.csv", dtype={"item_id": str})
     print(f"{len(pairs)} near-duplicate item pairs in {groups['group'].nunique()} groups over {len(groups)} items; "
           f"{int(pairs['crosses_patients'].sum())} across patients; correlation "

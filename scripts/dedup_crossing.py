@@ -3,15 +3,12 @@
 import json
 from pathlib import Path
 
-import pandas as pd
-
-from sonoflow.dedup import crossing_pairs
+from sonoflow.dedup import crossing_pairs, read_pairs
 from sonoflow.io import save_csv
 from sonoflow.logs import log_to
 
 with log_to(snakemake.log[0]) as log:
-    pairs = pd.read_csv(snakemake.input.pairs, dtype={"patient_a": str, "patient_b": str, "item_a": str, "item_b": str},
-                        keep_default_na=False)
+    pairs = read_pairs(snakemake.input.pairs)
     table = crossing_pairs(pairs, json.loads(Path(snakemake.input.splits).read_text()))
     save_csv(snakemake.output.crossing, table)
     log.info("\n%s", table.to_string(index=False))

@@ -3,10 +3,8 @@
 With near-duplicate pairs and policy `group`, patients linked by a duplicate share one split
 group; with `drop`, all but one item of each duplicate group take no part."""
 
-import pandas as pd
-
 from sonoflow.dataset import read_frame_table
-from sonoflow.dedup import dropped_items, patient_groups
+from sonoflow.dedup import dropped_items, patient_groups, read_pairs
 from sonoflow.io import save_csv, save_json
 from sonoflow.logs import log_to
 from sonoflow.split import SplitSettings, check_splits, make_splits, split_report, usable_frames
@@ -14,8 +12,7 @@ from sonoflow.split import SplitSettings, check_splits, make_splits, split_repor
 with log_to(snakemake.log[0]) as log:
     frames = read_frame_table(snakemake.input.frames)
     policy = snakemake.params.dedup_policy
-    pairs = (pd.read_csv(snakemake.input.pairs[0], dtype={"patient_a": str, "patient_b": str, "item_a": str, "item_b": str},
-                         keep_default_na=False) if snakemake.input.pairs else None)
+    pairs = read_pairs(snakemake.input.pairs[0]) if snakemake.input.pairs else None
     groups = patient_groups(pairs) if pairs is not None and policy == "group" else None
     excluded = dropped_items(pairs) if pairs is not None and policy == "drop" else []
     splits = make_splits(frames, snakemake.params.labels, SplitSettings.from_config(snakemake.params.settings),

@@ -164,6 +164,12 @@ def near_duplicates(frames: pd.DataFrame, embeddings: np.ndarray, store, setting
     return table.sort_values(["item_a", "item_b"]).reset_index(drop=True)
 
 
+def read_pairs(path) -> pd.DataFrame:
+    """A pairs table as ``near_duplicates`` wrote it: ids stay strings (``007`` is not 7)."""
+    ids = {f"{column}_{side}": str for column in ("item", "patient") for side in "ab"}
+    return pd.read_csv(path, dtype=ids, keep_default_na=False)
+
+
 def duplicate_groups(pairs: pd.DataFrame) -> pd.DataFrame:
     """Items linked by near-duplicate pairs (connected components): group, item, patient."""
     if pairs.empty:
