@@ -322,3 +322,11 @@ def test_without_segmentation_cam_quality_uses_the_sheets_own_masks(demo_run):
     result = run_snakemake(demo_run, "--dry-run", "--forcerun", "cam", config={"segment": {"enabled": False}})
     cam_inputs = [block for block in result.stdout.split("\n\n") if "rule cam:" in block]
     assert cam_inputs and all("results/ingest/shard_00/masks.npy" in block for block in cam_inputs), result.stdout[-3000:]
+
+
+def test_retuned_duplicate_detector_reruns_no_split_or_training_under_report(demo_run):
+    jobs = planned_jobs(demo_run, config={"dedup": {"min_correlation": 0.6}})
+    assert jobs.get("dedup") == 1 and jobs.get("dedup_crossing") == 1, jobs
+    assert not {"ingest", "denoise", "split", "train_segmenter", "train"} & set(jobs), jobs
+    # With `group` the split reads the pairs, so it (and what follows) reruns.
+    assert "split" in planned_jobs(demo_run, config={"dedup": {"policy": "group"}})

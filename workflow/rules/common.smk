@@ -99,8 +99,10 @@ def shard_records(wildcards):
 
 
 def dedup_pairs(wildcards):
-    """The near-duplicate pairs the split honours (policy group or drop) or reports; none when off."""
-    return ["results/dedup/pairs.csv"] if config["dedup"]["enabled"] else []
+    """The near-duplicate pairs the split honours (policy group or drop). With `report` the split
+    does not read them, so re-tuning the detector reruns no split and no training."""
+    uses_pairs = config["dedup"]["enabled"] and config["dedup"]["policy"] in ("group", "drop")
+    return ["results/dedup/pairs.csv"] if uses_pairs else []
 
 
 def dedup_crossing(wildcards):
@@ -112,10 +114,16 @@ def denoise_settings():
     return {"method": method, method: config["denoise"].get(method, {})}
 
 
+def sheet_has_masks():
+    return bool((samples()["mask"] != "").any())
+
+
 def segmentation_runs():
     """The U-Net stage runs when it is enabled and at least one item has a lesion mask."""
     if "segmentation_runs" not in _validated:
-        has_masks = (samples()["mask"] != "").any()
+        # Read the sheet first, even with segmentation off: later input functions rely on the
+        # demo checkpoint having been resolved here.
+        has_masks = sheet_has_masks()
         _validated["segmentation_runs"] = bool(config["segment"]["enabled"] and has_masks)
         if config["segment"]["enabled"] and not has_masks:
             logger.warning("segmentation skipped: no item of the sample sheet has a lesion mask; "
@@ -178,8 +186,7 @@ def cam_lesions(wildcards):
     """Lesion masks in the run's geometry (frame or ROI): the segmentation stage's when it ran;
     else the sheet's own masks (full frames only), when there are any; else none."""
     if not segmentation_runs():
-        has_masks = (samples()["mask"] != "").any()
-        return expand("results/ingest/shard_{shard}/masks.npy", shard=SHARDS) if has_masks else []
+        return expand("results/ingest/shard_{shard}/masks.npy", shard=SHARDS) if sheet_has_masks() else []
     kind = "lesions" if wildcards.input == "full" else "roi_lesions"
     return expand("results/segment/{segmenter}/shard_{shard}/{kind}.npy",
                   segmenter=segmenter_for(wildcards.fold), shard=SHARDS, kind=[kind])
