@@ -2,7 +2,8 @@
 # Run the built-in demo:  snakemake --cores all        (settings: config.yaml)
 
 
-configfile: "config.yaml"
+# The defaults, wherever the working directory (-d) is; --configfile files and --config layer over them.
+configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 report: "workflow/report/workflow.rst"
@@ -19,6 +20,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/cam.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/predict.smk"
 
 
 rule all:

@@ -1,21 +1,30 @@
-"""Rule compare: paired DeLong and McNemar tests between every two trained runs."""
+"""Rule compare: every trained run side by side (one table with 95% CIs and DeLong p against the
+best), paired DeLong and McNemar tests between every two runs, and their ROC curves together."""
 
 import json
 from pathlib import Path
 
-from sonoflow.evaluate import EvaluateSettings, compare_runs
+from sonoflow.evaluate import EvaluateSettings, at_level, base_question, compare_runs, model_table, read_headline
+from sonoflow.figures import comparison_figure, interval_figure
 from sonoflow.io import save_csv
 from sonoflow.logs import log_to
 from sonoflow.metrics import read_predictions
 
 with log_to(snakemake.log[0]) as log:
     settings = EvaluateSettings.from_config(snakemake.params.settings)
-    names = snakemake.params.runs
+    names, labels = snakemake.params.runs, snakemake.params.labels
     tests = [read_predictions(path) for path in snakemake.input.predictions_test]
     # The held-out test patients when there are any, else the pooled validation folds.
     part = "test" if all(len(table) for table in tests) else "cv"
-    tables = tests if part == "test" else [read_predictions(path) for path in snakemake.input.predictions_cv]
+    tables = dict(zip(names, tests if part == "test" else [read_predictions(p) for p in snakemake.input.predictions_cv]))
     thresholds = [json.loads(Path(path).read_text())["thresholds"]["patient"] for path in snakemake.input.thresholds]
-    table = compare_runs(dict(zip(names, tables)), snakemake.params.labels, settings, dict(zip(names, thresholds)))
-    save_csv(snakemake.output.table, table.assign(part=part))
-    log.info("%s part\n%s", part, table.to_string(index=False))
+    pairwise = compare_runs(tables, labels, settings, dict(zip(names, thresholds)))
+    save_csv(snakemake.output.table, pairwise.assign(part=part))
+    models = model_table({name: read_headline(path) for name, path in zip(names, snakemake.input.headlines)},
+                         pairwise, part)
+    save_csv(snakemake.output.models, models)
+    where = "test patients, fold ensembles" if part == "test" else "pooled out-of-fold predictions"
+    comparison_figure(snakemake.output.roc, {name: at_level(table, labels, "patient") for name, table in tables.items()},
+                      base_question(labels, settings), f"runs compared at patient level ({where})")
+    interval_figure(snakemake.output.intervals, models, f"AUC with 95% CI ({where})")
+    log.info("%s part\n%s\n%s", part, models.to_string(index=False), pairwise.to_string(index=False))

@@ -137,8 +137,10 @@ def quality_sample(frames: pd.DataFrame, max_images: int, seed: int = 0) -> pd.D
     if len(frames) <= max_images:
         return frames
     share = max_images / len(frames)
-    return frames.groupby("label", group_keys=False).apply(
-        lambda part: part.sample(max(1, round(share * len(part))), random_state=seed))
+    # Per class by index (groupby.apply would drop the label column in pandas >= 3).
+    chosen = [part.sample(max(1, round(share * len(part))), random_state=seed)
+              for _, part in frames.groupby("label", sort=True)]
+    return pd.concat(chosen)
 
 
 # --- Explanation quality ---------------------------------------------------------------------------------

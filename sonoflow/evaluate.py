@@ -165,6 +165,55 @@ def compare_runs(runs: Mapping[str, pd.DataFrame], labels: Sequence[str], settin
     return pd.DataFrame(rows)
 
 
+def read_headline(path) -> pd.DataFrame:
+    """A run's headline.csv; the overall rows' empty class stays an empty string."""
+    return pd.read_csv(path, dtype={"class": str, "part": str, "level": str}).fillna({"class": ""})
+
+
+TABLE_METRICS = ("auc", "accuracy", "sensitivity", "specificity", "precision", "f1")
+
+
+def model_table(headlines: Mapping[str, pd.DataFrame], pairwise: pd.DataFrame, part: str) -> pd.DataFrame:
+    """The six-model studies' table: one row per run and level with AUC, accuracy, sensitivity,
+    specificity, precision and F1 (each with its 95% CI from the run's headline; macro for
+    multi-class), and at patient level the DeLong p-value against the run with the highest AUC
+    (binary question; multi-class AUCs are compared per class in ``pairwise``)."""
+    rows = []
+    for name, headline in headlines.items():
+        of_part = headline[headline["part"] == part]
+        for level, table in of_part.groupby("level", sort=False):
+            overall = table[table["class"].isin(["", "macro"])].drop_duplicates("metric").set_index("metric")
+            row = {"run": name, "part": part, "level": level, "patients": int(table["patients"].iloc[0]),
+                   "cases": int(table["cases"].iloc[0])}
+            for metric in TABLE_METRICS:
+                found = metric in overall.index
+                row[metric] = overall.at[metric, "value"] if found else np.nan
+                row[f"{metric}_ci_low"] = overall.at[metric, "ci_low"] if found else np.nan
+                row[f"{metric}_ci_high"] = overall.at[metric, "ci_high"] if found else np.nan
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table["best_auc"] = False
+    table["delong_p_vs_best"] = np.nan
+    binary = len(pairwise) and set(pairwise["target"]) == {"positive"}
+    for level, rows_of_level in table.groupby("level"):
+        best = rows_of_level["auc"].idxmax() if rows_of_level["auc"].notna().any() else None
+        if best is None:
+            continue
+        table.loc[best, "best_auc"] = True
+        if not binary or level not in set(pairwise["level"]):
+            continue
+        best_run = table.at[best, "run"]
+        for index in rows_of_level.index.drop(best):
+            run = table.at[index, "run"]
+            pair = pairwise[(pairwise["level"] == level) & (((pairwise["run_a"] == run) & (pairwise["run_b"] == best_run)) |
+                                                           ((pairwise["run_a"] == best_run) & (pairwise["run_b"] == run)))]
+            if len(pair):
+                table.loc[index, "delong_p_vs_best"] = pair["delong_p"].iloc[0]
+    return table.sort_values(["level", "auc"], ascending=[True, False], kind="stable").reset_index(drop=True)
+
+
 # --- Readers ------------------------------------------------------------------------------------------
 
 READER_COLUMNS = ("reader", "label")

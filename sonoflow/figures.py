@@ -84,6 +84,46 @@ def curve_figure(path, kind: str, folds: Sequence[pd.DataFrame], ensemble: pd.Da
     save_figure(figure, path)
 
 
+def comparison_figure(path, runs: Mapping[str, pd.DataFrame], question: Question, title: str) -> None:
+    """ROC curves of several runs on the same cases, one panel per class (one for a binary
+    question), each run's AUC in the legend."""
+    first = next(iter(runs.values()))
+    names = [name for name, _, _ in _targets(question, first)]
+    figure, axes = _panels(len(names))
+    for index, name in enumerate(names):
+        axis = axes[index]
+        for run, table in runs.items():
+            _, target, score = _targets(question, table)[index]
+            if len(np.unique(target)) < 2:
+                continue
+            x, y, area = _curve("roc", target, score)
+            axis.plot(x, y, lw=1.4, label=f"{run} ({area:.3f})")
+        axis.plot([0, 1], [0, 1], color="grey", lw=0.6, ls=":")
+        axis.set(title=name, xlabel="1 - specificity", ylabel="sensitivity", xlim=(0, 1), ylim=(0, 1.02))
+        axis.legend(fontsize=6, loc="lower right")
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    save_figure(figure, path)
+
+
+def interval_figure(path, table: pd.DataFrame, title: str) -> None:
+    """AUC of every run with its 95% CI, one row per run, per level (a forest plot)."""
+    levels = list(dict.fromkeys(table["level"]))
+    figure, axes = plt.subplots(1, len(levels), figsize=(4.2 * len(levels), 0.5 * table["run"].nunique() + 1.4),
+                                squeeze=False)
+    for axis, level in zip(axes.ravel(), levels):
+        rows = table[table["level"] == level].iloc[::-1]
+        y = np.arange(len(rows))
+        errors = np.vstack([rows["auc"] - rows["auc_ci_low"], rows["auc_ci_high"] - rows["auc"]]).clip(min=0)
+        axis.errorbar(rows["auc"], y, xerr=errors, fmt="o", color="tab:blue", capsize=3)
+        axis.axvline(0.5, color="grey", lw=0.6, ls=":")
+        axis.set_yticks(y, [f"{run} {auc:.3f}" for run, auc in zip(rows["run"], rows["auc"])], fontsize=7)
+        axis.set(title=f"{level} level", xlabel="AUC (95% CI)", xlim=(0, 1.02))
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    save_figure(figure, path)
+
+
 def _curve(kind: str, target: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     if kind == "roc":
         fpr, tpr, _ = roc_curve(target, score)

@@ -106,10 +106,18 @@ def validate_sheet(
     labels: Sequence[str] | None,
     sheet_name: str = "samples",
     probe_cache: "ProbeCache | None" = None,
+    require_labels: bool = True,
 ) -> pd.DataFrame:
-    """Check every row; return the table with `kind`, `width`, `height`, `n_frames`, `fps`."""
+    """Check every row; return the table with `kind`, `width`, `height`, `n_frames`, `fps`.
+
+    ``require_labels=False`` (new cases to predict): the label column may be missing or empty;
+    a label that is given must still be known and the same for all items of a patient.
+    """
     if table.empty:
         raise SheetError(f"{sheet_name} has no rows")
+    if not require_labels and "label" not in table.columns:
+        table = table.assign(label="")
+    required = REQUIRED_COLUMNS if require_labels else [c for c in REQUIRED_COLUMNS if c != "label"]
     missing = [column for column in REQUIRED_COLUMNS if column not in table.columns]
     if missing:
         raise SheetError(f"{sheet_name} lacks column(s) {missing}; required: {REQUIRED_COLUMNS}, optional: {OPTIONAL_COLUMNS}")
@@ -121,7 +129,7 @@ def validate_sheet(
     rows = list(table.itertuples(index=False))
 
     for row in rows:
-        empty = [column for column in REQUIRED_COLUMNS if not getattr(row, column)]
+        empty = [column for column in required if not getattr(row, column)]
         if empty:
             problems.append(f"{_where(row, sheet_name)}: empty {', '.join(empty)}")
         elif not ITEM_ID.match(row.item_id):
@@ -138,7 +146,7 @@ def validate_sheet(
             if row.label and row.label not in allowed:
                 problems.append(f"{_where(row, sheet_name)}: unknown label {row.label!r}; allowed: {', '.join(labels)}")
 
-    labelled = table[table["label"] != ""]
+    labelled = table if not require_labels else table[table["label"] != ""]
     per_patient = labelled.groupby("patient_id")["label"].unique()
     for patient, patient_labels in per_patient[per_patient.map(len) > 1].items():
         lines = labelled.loc[labelled["patient_id"] == patient, "line"].tolist()

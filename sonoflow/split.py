@@ -7,6 +7,7 @@ Leakage is prevented structurally: frames reach training and evaluation only thr
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Mapping, Sequence
 
@@ -120,7 +121,11 @@ def make_splits(frames: pd.DataFrame, labels: Sequence[str], settings: SplitSett
         # Whole groups are drawn, each with the label of most of its patients.
         per_group = patient_table(rest).assign(group=lambda t: t.index.map(lambda pid: groups.get(pid, pid)))
         labels_of_groups = per_group.groupby("group")["label"].agg(lambda values: values.mode().iloc[0])
-        splitter = StratifiedShuffleSplit(n_splits=1, test_size=settings.val_fraction, random_state=settings.seed)
+        # At least one group of every class in validation (and as many left for training): on a
+        # small sheet val_fraction alone can round below the class count.
+        n_groups, n_classes = len(labels_of_groups), labels_of_groups.nunique()
+        n_val = min(max(n_classes, math.ceil(settings.val_fraction * n_groups)), n_groups - n_classes)
+        splitter = StratifiedShuffleSplit(n_splits=1, test_size=n_val, random_state=settings.seed)
         train_index, val_index = next(splitter.split(labels_of_groups.index, labels_of_groups))
         val_groups = set(labels_of_groups.index[val_index])
         folds.append({"fold": 0, "train": sorted(per_group.index[~per_group["group"].isin(val_groups)]),

@@ -68,3 +68,9 @@ def planned_jobs(workdir: Path, *args: str, config: dict | None = None) -> dict[
     if not names:
         assert "Nothing to be done" in result.stdout + result.stderr, result.stdout + result.stderr
     return dict(collections.Counter(names))
+
+
+def pytest_collection_modifyitems(config, items):
+    """The SLURM tests last: once they have installed SLURM's client, every snakemake start-up
+    waits ~10 s (the executor plugin asks `scontrol` on import), which the other tests need not pay."""
+    items.sort(key=lambda item: "slurm" in item.nodeid.split("::")[0].split("/"))

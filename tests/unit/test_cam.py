@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sonoflow.cam import (CamSettings, choose_examples, compute_cams, lesion_scores, model_input, overlay_figure,
-                          quality_summary)
+                          quality_sample, quality_summary)
 from sonoflow.models import build_model
 
 
@@ -105,3 +105,11 @@ def test_trained_demo_classifier_looks_at_the_lesion(tmp_path):
 
     image = cv2.imread(str(path))
     assert image is not None and image.std() > 20, "the overlay figure is not blank"
+
+
+def test_quality_sample_keeps_every_column_and_the_class_shares():
+    frames = pd.DataFrame({"shard": "00", "row": range(100), "label": ["a"] * 80 + ["b"] * 20})
+    sample = quality_sample(frames, max_images=10, seed=0)
+    assert list(sample.columns) == list(frames.columns)
+    assert sample["label"].value_counts().to_dict() == {"a": 8, "b": 2}
+    assert sample["row"].is_unique and quality_sample(frames, 10, seed=0).equals(sample)

@@ -2,8 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sonoflow.evaluate import EvaluateSettings, compare_runs, evaluate_readers, evaluate_run, read_readers
-from sonoflow.figures import run_figures
+from sonoflow.evaluate import (EvaluateSettings, base_question, compare_runs, evaluate_readers, evaluate_run, model_table, read_headline,
+                               read_readers)
+from sonoflow.figures import comparison_figure, interval_figure, run_figures
+from sonoflow.io import save_csv
 from sonoflow.split import LeakageError
 from test_metrics import predictions
 
@@ -80,6 +82,36 @@ def test_compare_runs_pairs_same_cases_with_delong_and_mcnemar():
         compare_runs({"good": good, "other": test[1].assign(patient_id="X" + test[1]["patient_id"])}, LABELS, SETTINGS)
     multi = compare_runs({"good": good, "weak": weak}, LABELS, EvaluateSettings(n_boot=100))
     assert set(multi["target"]) == set(LABELS)
+
+
+def test_model_table_one_row_per_run_with_intervals_and_delong_against_the_best(tmp_path):
+    val, test = fold_tables(skill=1.2)
+    weak_val = [t.assign(prob_malignant=0.5 + 0.1 * (t["prob_malignant"] - 0.5)) for t in val]
+    weak_test = [t.assign(prob_malignant=0.5 + 0.1 * (t["prob_malignant"] - 0.5)) for t in test]
+    for table in weak_val + weak_test:
+        table["prob_malignant"] += np.random.default_rng(0).normal(0, 0.05, len(table))
+        table["prob_benign"] = 1 - table["prob_malignant"]
+    runs = {"good": evaluate_run(val, test, LABELS, SETTINGS), "weak": evaluate_run(weak_val, weak_test, LABELS, SETTINGS)}
+    headlines = {}
+    for name, run in runs.items():  # through the CSV, as the compare rule reads them
+        save_csv(tmp_path / f"{name}.csv", run.headline)
+        headlines[name] = read_headline(tmp_path / f"{name}.csv")
+    pairwise = compare_runs({name: run.parts["test"] for name, run in runs.items()}, LABELS, SETTINGS)
+    table = model_table(headlines, pairwise, "test").set_index(["level", "run"])
+    assert len(table) == 4 and set(table.index.get_level_values("level")) == {"image", "patient"}
+    for name, run in runs.items():
+        auc = run.headline.set_index(["part", "level", "metric", "class"]).loc[("test", "patient", "auc", "")]
+        row = table.loc[("patient", name)]
+        assert row["auc"] == pytest.approx(auc["value"]) and row["auc_ci_low"] == pytest.approx(auc["ci_low"])
+        assert row["sensitivity_ci_low"] <= row["sensitivity"] <= row["sensitivity_ci_high"]
+    assert table.loc[("patient", "good"), "best_auc"] and np.isnan(table.loc[("patient", "good"), "delong_p_vs_best"])
+    assert table.loc[("patient", "weak"), "delong_p_vs_best"] == pytest.approx(pairwise["delong_p"].iloc[0])
+    # No test at image level, where frames of one patient are not independent.
+    assert np.isnan(table.loc[("image", "weak"), "delong_p_vs_best"])
+    comparison_figure(tmp_path / "roc.png", {n: r.parts["test"] for n, r in runs.items()}, base_question(LABELS, SETTINGS),
+                      "roc")
+    interval_figure(tmp_path / "auc.png", model_table(headlines, pairwise, "test"), "auc")
+    assert (tmp_path / "roc.png").stat().st_size > 10_000 and (tmp_path / "auc.png").stat().st_size > 5_000
 
 
 def test_readers_scored_like_the_model_and_compared_on_the_same_cases(tmp_path):

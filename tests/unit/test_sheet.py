@@ -185,3 +185,19 @@ def test_relative_paths_inside_only_keeps_outside_data_absolute(tmp_path):
     assert moved["mask"].tolist() == [f"results/demo/a_mask.png;{outside}/a_mask2.png", ""]
     # Without inside_only every path is relative (a sheet written next to its data).
     assert relative_paths(table, workdir)["path"].tolist() == ["results/demo/a.png", "../elsewhere/b.mp4"]
+
+
+def test_new_cases_need_no_label_but_a_given_one_is_still_checked(data):
+    folder, rows = data
+    unlabelled = [[pid, item, path, "", mask, split] for pid, item, path, _, mask, split in rows]
+    table = check(folder, unlabelled, require_labels=False)
+    assert list(table["label"]) == ["", "", ""]
+    without_column = pd.DataFrame(unlabelled, columns=COLUMNS).drop(columns="label")
+    without_column.to_csv(folder / "new.csv", index=False)
+    assert len(validate_sheet(read_sheet(folder / "new.csv"), labels=LABELS, require_labels=False)) == 3
+    with pytest.raises(SheetError, match="line 2.*unknown label 'cancer'"):
+        check(folder, [["P1", "a", "a.png", "cancer", "", ""]], require_labels=False)
+    with pytest.raises(SheetError, match="patient 'P1' has several labels"):  # labelled and not, one patient
+        check(folder, [["P1", "a", "a.png", "benign", "", ""], ["P1", "b", "b.jpg", "", "", ""]], require_labels=False)
+    with pytest.raises(SheetError, match="line 2.*empty label"):  # training sheets still need every label
+        check(folder, unlabelled)

@@ -88,6 +88,17 @@ def test_single_split_with_val_fraction_gives_7_1_2():
     assert abs(n["train"] / 600 - 0.7) < 0.04 and abs(n["val"] / 600 - 0.1) < 0.03 and abs(n["test"] / 600 - 0.2) < 0.04
 
 
+def test_single_split_on_a_small_sheet_validates_every_class():
+    # 12 patients, 3 classes: 12.5% rounds to 2 validation patients, fewer than the classes.
+    splits = make_splits(frames_of(12), LABELS, SplitSettings(seed=0, test_fraction=0, folds=1, val_fraction=0.125))
+    (fold,) = splits["folds"]
+    labels = patient_table(frames_of(12))["label"]
+    assert set(labels[fold["val"]]) == set(LABELS) and set(labels[fold["train"]]) == set(LABELS)
+    # Where 12.5% is enough, the split is the one a plain fraction gives (earlier runs keep theirs).
+    large = make_splits(frames_of(600), LABELS, SplitSettings(seed=0, test_fraction=0.2, folds=1, val_fraction=0.125))
+    assert len(large["folds"][0]["val"]) == -(-len(set(frames_of(600)["patient_id"]) - set(large["test"])) // 8)
+
+
 def test_no_test_set_when_fraction_is_zero():
     assert make_splits(frames_of(30), LABELS, SplitSettings(test_fraction=0, folds=3))["test"] == []
 

@@ -330,3 +330,60 @@ def test_retuned_duplicate_detector_reruns_no_split_or_training_under_report(dem
     assert not {"ingest", "denoise", "split", "train_segmenter", "train"} & set(jobs), jobs
     # With `group` the split reads the pairs, so it (and what follows) reruns.
     assert "split" in planned_jobs(demo_run, config={"dedup": {"policy": "group"}})
+
+
+def held_out_sheet(workdir, path, drop_label=True):
+    """The demo's test patients as a sheet of new cases (absolute paths, no label column)."""
+    import json
+
+    sheet = pd.read_csv(workdir / "results/demo/samples.csv", dtype=str, keep_default_na=False)
+    test = json.loads((workdir / "results/splits.json").read_text())["test"]
+    rows = sheet[sheet["patient_id"].isin(test)].copy()
+    for column in ("path", "mask"):
+        rows[column] = [";".join(str((workdir / "results/demo" / p).resolve()) for p in value.split(";") if p)
+                        for value in rows[column]]
+    (rows.drop(columns="label") if drop_label else rows).to_csv(path, index=False)
+    return rows
+
+
+def test_predict_on_held_out_cases_reproduces_evaluation_and_retrains_nothing(demo_run, tmp_path):
+    from sonoflow.metrics import aggregate, read_predictions
+
+    workdir = tmp_path / "predict"
+    shutil.copytree(demo_run, workdir, symlinks=True)
+    rows = held_out_sheet(workdir, tmp_path / "held_out.csv")
+    config = {"predict": {"samples": str(tmp_path / "held_out.csv")}}
+    jobs = planned_jobs(workdir, "predict", config=config)
+    # The trained run is used as it is: new cases are ingested, denoised, segmented and scored.
+    assert jobs == {"predict_ingest": 1, "predict_denoise": 1, "predict_segment": 1, "predict_classify": len(INPUTS),
+                    "predict_report": 1, "predict": 1}, jobs
+    run_snakemake(workdir, "predict", config=config)
+    labels = TINY_CONFIG.get("labels") or ["cyst", "hyperechoic_mass", "hypoechoic_mass", "normal"]
+    columns = [f"prob_{label}" for label in labels]
+    folder = workdir / "results/predict/held_out"
+    for mode in INPUTS:
+        evaluated = read_predictions(workdir / f"results/evaluate/efficientnet_lite0/{mode}/predictions_test.csv")
+        for level, name in (("item_id", "items"), ("patient_id", "patients")):
+            expected = aggregate(evaluated, labels, by=level).set_index(level)
+            predicted = pd.read_csv(folder / f"efficientnet_lite0/{mode}/{name}.csv",
+                                    dtype={"patient_id": str, "item_id": str}).set_index(level)
+            assert sorted(predicted.index) == sorted(set(rows[level])) == sorted(expected.index)
+            assert np.allclose(predicted.loc[expected.index, columns], expected[columns], atol=1e-5)
+            assert (predicted.loc[expected.index, "predicted"] == expected["predicted"]).all()
+            assert not predicted["seen_in_training"].any()  # test patients: never trained or validated on
+        assert (folder / f"efficientnet_lite0/{mode}/overlays.png").stat().st_size > 10_000
+    report = (folder / "report.html").read_text()
+    assert all(f"efficientnet_lite0/{mode}" in report for mode in INPUTS) and "data:image/png;base64" in report
+    assert planned_jobs(workdir, "predict", config=config) == {}
+
+
+def test_predict_sheet_with_a_missing_file_fails_naming_the_row(demo_run, tmp_path):
+    workdir = tmp_path / "predict_bad"
+    shutil.copytree(demo_run, workdir, symlinks=True)
+    rows = held_out_sheet(workdir, tmp_path / "new.csv")
+    rows.iloc[1, rows.columns.get_loc("path")] = str(tmp_path / "gone.png")
+    rows.drop(columns="label").to_csv(tmp_path / "new.csv", index=False)
+    result = run_snakemake(workdir, "predict", config={"predict": {"samples": str(tmp_path / "new.csv")}}, check=False)
+    assert result.returncode != 0
+    assert "new.csv line 3" in result.stdout + result.stderr and "gone.png" in result.stdout + result.stderr
+    assert not (workdir / "results/predict").exists()

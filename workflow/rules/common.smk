@@ -12,11 +12,21 @@ min_version("9.10")
 sys.path.insert(0, workflow.basedir)
 
 from sonoflow.importers import load_layout
+from sonoflow.presets import run_notes, run_warnings
 from sonoflow.sheet import ProbeCache, SheetError, add_shards, read_sheet, relative_paths, sheet_digest, validate_sheet
 from sonoflow.split import SplitSettings, check_enough_patients
 
 
+# `--config data=sheet.csv` is shorthand for `samples=sheet.csv` (the presets' documented form).
+if isinstance(config.get("data"), str):
+    config["samples"], config["data"] = config["data"], {"layout": ""}
+
 validate(config, schema="../schemas/config.schema.yaml")
+
+if run_notes(config):
+    logger.info(run_notes(config))
+for warning in run_warnings(config):
+    logger.warning(warning)
 
 DEMO_SHEET = "results/demo/samples.csv"
 # Absolute: the sheet is validated inside input functions, after parsing has moved on.
@@ -32,6 +42,7 @@ wildcard_constraints:
     model="|".join(MODELS),
     input="full|roi|both",
     segmenter=r"all|fold_\d+",
+    batch=r"[A-Za-z0-9_.-]+",
 
 
 def uses_demo():
@@ -146,7 +157,7 @@ def runs(inputs=None):
 
 def compare_inputs(wildcards):
     files = {"predictions_test": "predictions_test.csv", "predictions_cv": "predictions_cv.csv",
-             "thresholds": "thresholds.json"}
+             "thresholds": "thresholds.json", "headlines": "headline.csv"}
     return {name: expand("results/evaluate/{run}/{file}", run=runs(), file=[file]) for name, file in files.items()}
 
 
@@ -249,3 +260,65 @@ def final_targets(wildcards):
 
 def all_targets(wildcards):
     return final_targets(wildcards) + ["results/manifest.json"]
+
+
+# --- predict: the trained run applied to new cases ------------------------------------------------
+PREDICT_SHARD = "00"  # new cases are one shard: batches are small, and results/predict keeps them apart
+
+
+def predict_batch():
+    """The folder under results/predict: predict.name, else the sheet's file name."""
+    settings = config.get("predict") or {}
+    if not settings.get("samples"):
+        raise WorkflowError("target predict needs a sheet of new cases: --config 'predict={samples: new_cases.csv}' "
+                            "(columns patient_id, item_id, path; label optional)")
+    return settings.get("name") or Path(settings["samples"]).stem
+
+
+def predict_sheet():
+    """The new cases' sheet, validated like the training sheet but with labels optional."""
+    if "predict_sheet" not in _validated:
+        path = config["predict"]["samples"]
+        try:
+            checked = validate_sheet(read_sheet(path), labels=config["labels"], sheet_name=Path(path).name,
+                                     probe_cache=ProbeCache(config["probe_cache"]), require_labels=False)
+        except SheetError as error:
+            raise WorkflowError(f"predict sheet {path} is invalid:\n{error}")
+        _validated["predict_sheet"] = relative_paths(checked, Path.cwd(), inside_only=True)
+    return _validated["predict_sheet"]
+
+
+def predict_media(wildcards):
+    rows = predict_sheet()
+    return {"media": rows["path"].tolist(), "masks": [p for field in rows["mask"] if field for p in field.split(";")]}
+
+
+def predict_records(wildcards):
+    return predict_sheet()[SHEET_COLUMNS].sort_values("item_id").to_dict("records")
+
+
+def predict_checkpoints(wildcards):
+    return expand("results/train/{model}/{input}/fold_{fold}/best.pt", model=wildcards.model, input=wildcards.input,
+                  fold=FOLDS)
+
+
+def predict_arrays(wildcards):
+    """Per fold, the new cases' frames as that fold's classifier reads them (as classifier_arrays)."""
+    base = f"results/predict/{wildcards.batch}"
+    arrays = {}
+    if wildcards.input in ("full", "both"):
+        arrays["full"] = [f"{base}/denoise/shard_{PREDICT_SHARD}/frames.npy"] * len(FOLDS)
+    if wildcards.input in ("roi", "both"):
+        arrays["roi"] = [f"{base}/segment/{segmenter_for(fold)}/shard_{PREDICT_SHARD}/rois.npy" for fold in FOLDS]
+    return arrays
+
+
+def predict_run_files(wildcards):
+    """Every run's predictions for the report (an input function: the runs depend on the sheet)."""
+    files = {key: expand("results/predict/{batch}/{run}/{name}", batch=wildcards.batch, run=runs(), name=[name])
+             for key, name in (("per_item", "items.csv"), ("per_patient", "patients.csv"), ("overlays", "overlays.png"))}
+    return {**files, "thresholds": expand("results/evaluate/{run}/thresholds.json", run=runs())}
+
+
+def predict_targets(wildcards):
+    return [f"results/predict/{predict_batch()}/report.html"]

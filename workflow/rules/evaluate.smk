@@ -77,6 +77,24 @@ rule compare:
             category="5. Evaluation",
             subcategory="model comparison",
         ),
+        models=report(
+            "results/evaluate/models.csv",
+            caption="../report/eval_models.rst",
+            category="5. Evaluation",
+            subcategory="model comparison",
+        ),
+        roc=report(
+            "results/evaluate/compare_roc.png",
+            caption="../report/eval_compare_roc.rst",
+            category="5. Evaluation",
+            subcategory="model comparison",
+        ),
+        intervals=report(
+            "results/evaluate/compare_auc.png",
+            caption="../report/eval_compare_auc.rst",
+            category="5. Evaluation",
+            subcategory="model comparison",
+        ),
     params:
         runs=lambda wildcards: runs(),
         labels=config["labels"],
