@@ -73,16 +73,28 @@ def mark_seen_patients(table: pd.DataFrame, seen: set[str]) -> pd.DataFrame:
     return table.assign(seen_in_training=table["patient_id"].isin(seen))
 
 
-def representative_frames(frames: pd.DataFrame, items: pd.DataFrame, labels: Sequence[str], limit: int) -> pd.DataFrame:
+def called_class(item: Mapping, labels: Sequence[str], positive: Sequence[str] = ()) -> str:
+    """The class an item's call stands for: the most probable class; for a binary question the
+    most probable class on the side of the threshold the call fell (a positive call below the
+    argmax is drawn for its positive class, not for the argmax)."""
+    if not positive or "call" not in item:
+        return item["predicted"]
+    side = [name for name in labels if (name in positive) == (item["call"] == "positive")]
+    return max(side, key=lambda name: item[f"prob_{name}"])
+
+
+def representative_frames(frames: pd.DataFrame, items: pd.DataFrame, labels: Sequence[str], limit: int,
+                          positive: Sequence[str] = ()) -> pd.DataFrame:
     """Per item (at most ``limit``, in patient and item order): the frame on which the ensemble is
-    most sure of the item's predicted class; its CAM is drawn for that class."""
+    most sure of the class the item's call stands for; its CAM is drawn for that class."""
     chosen = []
-    for item in items.sort_values(["patient_id", "item_id"]).head(limit).itertuples(index=False):
-        of_item = frames[frames["item_id"] == item.item_id]
-        column = f"prob_{item.predicted}"
+    for item in items.sort_values(["patient_id", "item_id"]).head(limit).to_dict("records"):
+        shown_class = called_class(item, labels, positive)
+        of_item = frames[frames["item_id"] == item["item_id"]]
+        column = f"prob_{shown_class}"
         best = of_item.loc[of_item[column].idxmax()]
-        chosen.append({**best.to_dict(), "item_predicted": item.predicted, "class_index": labels.index(item.predicted),
-                       "item_probability": getattr(item, column)})
+        chosen.append({**best.to_dict(), "item_predicted": shown_class, "class_index": list(labels).index(shown_class),
+                       "item_probability": item[column], "item_call": item.get("call", "")})
     return pd.DataFrame(chosen)
 
 
@@ -108,13 +120,15 @@ def overlay_figure(path, images: np.ndarray, cams: np.ndarray, shown: pd.DataFra
 
     columns = min(4, max(1, len(shown)))
     rows = max(1, -(-len(shown) // columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.9 * rows), squeeze=False)
+    figure, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 3.1 * rows), squeeze=False)
     for axis in axes.ravel():
         axis.axis("off")
     for axis, image, cam, row in zip(axes.ravel(), images, cams, shown.itertuples(index=False)):
         gray = np.repeat(image[..., None], 3, axis=2).astype(np.float32) / 255
         axis.imshow(show_cam_on_image(gray, cam, use_rgb=True, image_weight=0.55))
-        axis.set_title(f"{row.patient_id} / {row.item_id}\n→ {row.item_predicted} {row.item_probability:.2f}", fontsize=7)
+        call = f" ({row.item_call})" if row.item_call else ""
+        axis.set_title(f"{row.patient_id} / {row.item_id}\n→ {row.item_predicted} {row.item_probability:.2f}{call}",
+                       fontsize=7)
     figure.suptitle(title, fontsize=9)
     figure.tight_layout()
     save_figure(figure, path)
@@ -139,7 +153,7 @@ def predict_run(frames: pd.DataFrame, checkpoints: Sequence[str | os.PathLike], 
                               device=next(model.parameters()).device, amp=checkpoint["settings"].get("amp", True))
         fold_tables.append(prediction_table(frames, probs, labels))
     prediction = ensemble_prediction(fold_tables, labels, thresholds, positive)
-    shown = representative_frames(prediction.frames, prediction.items, list(labels), overlays)
+    shown = representative_frames(prediction.frames, prediction.items, list(labels), overlays, positive)
     if shown.empty:
         return prediction, shown, np.zeros((0, 1, 1), np.uint8), np.zeros((0, 1, 1), np.float32), False
     images, cams = [], []

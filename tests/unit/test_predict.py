@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from sonoflow.metrics import aggregate, fold_ensemble
-from sonoflow.predict import (ensemble_prediction, mark_seen_patients, patients_seen, report_html,
+from sonoflow.predict import (called_class, ensemble_prediction, mark_seen_patients, patients_seen, report_html,
                               representative_frames)
 from test_metrics import predictions
 
@@ -71,3 +71,14 @@ def test_training_and_validation_patients_are_flagged_test_patients_are_not(tmp_
     page = report_html("batch", "new.csv", {"efficientnet_lite0/full": {"patients": patients_csv, "items": items_csv}},
                        LABELS, ["malignant"])
     assert "2 of 6 patients were training or validation patients" in page and "Youden" in page
+
+
+def test_a_binary_call_is_drawn_for_the_class_on_its_side_of_the_threshold():
+    labels = ["benign", "cyst", "malignant"]
+    item = {"prob_benign": 0.5, "prob_cyst": 0.1, "prob_malignant": 0.4, "predicted": "benign", "call": "positive"}
+    assert called_class(item, labels, ["malignant"]) == "malignant"  # above a Youden cut of, say, 0.3
+    assert called_class({**item, "call": "negative"}, labels, ["malignant"]) == "benign"
+    assert called_class(item, labels) == "benign"  # multi-class: the argmax
+    prediction = ensemble_prediction(folds(), LABELS, {"image": 0.05, "patient": 0.05}, positive=["malignant"])
+    shown = representative_frames(prediction.frames, prediction.items, LABELS, limit=12, positive=["malignant"])
+    assert (shown["item_predicted"] == "malignant").all() and (shown["item_call"] == "positive").all()
