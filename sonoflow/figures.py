@@ -7,6 +7,7 @@ written atomically.
 from __future__ import annotations
 
 import os
+import textwrap
 from typing import Mapping, Sequence
 
 import matplotlib
@@ -101,7 +102,7 @@ def comparison_figure(path, runs: Mapping[str, pd.DataFrame], question: Question
         axis.plot([0, 1], [0, 1], color="grey", lw=0.6, ls=":")
         axis.set(title=name, xlabel="1 - specificity", ylabel="sensitivity", xlim=(0, 1), ylim=(0, 1.02))
         axis.legend(fontsize=6, loc="lower right")
-    figure.suptitle(title, fontsize=10)
+    figure.suptitle(textwrap.fill(title, 48), fontsize=9)
     figure.tight_layout()
     save_figure(figure, path)
 

@@ -250,7 +250,7 @@ def final_targets(wildcards):
     if segmentation_runs():
         targets += expand("results/segment/{segmenter}/summary.csv", segmenter=segmenters())
     if len(runs()) > 1:
-        targets.append("results/evaluate/compare.csv")
+        targets += [f"results/evaluate/{name}" for name in ("compare.csv", "models.csv", "compare_roc.png", "compare_auc.png")]
     if config["cam"]["enabled"]:
         targets += expand("results/cam/{run}/quality.csv", run=explained_runs())
     if config["evaluate"]["readers"]:
