@@ -33,6 +33,15 @@ class Prediction:
     patients: pd.DataFrame  # per patient: mean over its frames, the call
 
 
+def unlabelled_sheet(sheet_path: str | os.PathLike, patients: Sequence[str]) -> pd.DataFrame:
+    """The rows of a sample sheet for ``patients`` with absolute paths and no label: e.g. a run's
+    own test patients as new cases, to check predict against evaluation."""
+    from sonoflow.sheet import read_sheet
+
+    rows = read_sheet(sheet_path)
+    return rows.loc[rows["patient_id"].isin(set(patients)), ["patient_id", "item_id", "path", "mask"]]
+
+
 def read_thresholds(path: str | os.PathLike) -> tuple[dict, tuple[str, ...]]:
     """The run's decision rule from evaluate's thresholds.json: level -> threshold, positive classes."""
     saved = json.loads(Path(path).read_text())

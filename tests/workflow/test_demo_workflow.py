@@ -332,17 +332,15 @@ def test_retuned_duplicate_detector_reruns_no_split_or_training_under_report(dem
     assert "split" in planned_jobs(demo_run, config={"dedup": {"policy": "group"}})
 
 
-def held_out_sheet(workdir, path, drop_label=True):
+def held_out_sheet(workdir, path):
     """The demo's test patients as a sheet of new cases (absolute paths, no label column)."""
     import json
 
-    sheet = pd.read_csv(workdir / "results/demo/samples.csv", dtype=str, keep_default_na=False)
+    from sonoflow.predict import unlabelled_sheet
+
     test = json.loads((workdir / "results/splits.json").read_text())["test"]
-    rows = sheet[sheet["patient_id"].isin(test)].copy()
-    for column in ("path", "mask"):
-        rows[column] = [";".join(str((workdir / "results/demo" / p).resolve()) for p in value.split(";") if p)
-                        for value in rows[column]]
-    (rows.drop(columns="label") if drop_label else rows).to_csv(path, index=False)
+    rows = unlabelled_sheet(workdir / "results/demo/samples.csv", test)
+    rows.to_csv(path, index=False)
     return rows
 
 
@@ -382,7 +380,7 @@ def test_predict_sheet_with_a_missing_file_fails_naming_the_row(demo_run, tmp_pa
     shutil.copytree(demo_run, workdir, symlinks=True)
     rows = held_out_sheet(workdir, tmp_path / "new.csv")
     rows.iloc[1, rows.columns.get_loc("path")] = str(tmp_path / "gone.png")
-    rows.drop(columns="label").to_csv(tmp_path / "new.csv", index=False)
+    rows.to_csv(tmp_path / "new.csv", index=False)
     result = run_snakemake(workdir, "predict", config={"predict": {"samples": str(tmp_path / "new.csv")}}, check=False)
     assert result.returncode != 0
     assert "new.csv line 3" in result.stdout + result.stderr and "gone.png" in result.stdout + result.stderr

@@ -51,7 +51,7 @@ def shortened(config: dict, sheet: Path) -> dict:
     binary = bool(config["evaluate"]["positive"])
     models = config["train"]["models"]
     return {
-        "samples": str(sheet),
+        "data": str(sheet),  # the documented `--config data=...` form (shorthand for samples)
         "labels": DEMO_LABELS,
         "evaluate": {"positive": ["hypoechoic_mass"] if binary else [], "n_boot": 100},
         "shards": 1,
