@@ -1,3 +1,4 @@
+import re
 import sys
 from pathlib import Path
 
@@ -272,7 +273,10 @@ def predict_batch():
     if not settings.get("samples"):
         raise WorkflowError("target predict needs a sheet of new cases: --config 'predict={samples: new_cases.csv}' "
                             "(columns patient_id, item_id, path; label optional)")
-    return settings.get("name") or Path(settings["samples"]).stem
+    name = settings.get("name") or Path(settings["samples"]).stem
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise WorkflowError(f"predict: {name!r} cannot name a results folder; set predict.name (letters, digits, . _ -)")
+    return name
 
 
 def predict_sheet():

@@ -12,7 +12,8 @@ rule manifest:
     params:
         workflow_dir=workflow.basedir,
         sheet=sheet_digest_of_run,
-        config=config,
+        # Without `predict`: scoring new cases does not change what produced the run.
+        config={key: value for key, value in config.items() if key != "predict"},
     log:
         "results/logs/manifest.log",
     conda:
