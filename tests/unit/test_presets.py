@@ -96,3 +96,11 @@ def test_readme_table_lists_every_preset_and_is_the_one_in_the_readme():
         assert f"`resources/presets/{path.name}`" in table
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert table in readme, "README's preset table is stale: paste `python -m sonoflow.presets` output"
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=lambda path: path.stem)
+def test_speckle_filter_and_roi_input_only_where_the_study_used_them(path):
+    config = preset_config(path)
+    liver = path.stem == "liver_resnet18_roi"  # the one study with Gaussian 5x5 and a U-Net ROI
+    assert config["denoise"]["method"] == ("gaussian" if liver else "none")
+    assert config["segment"]["enabled"] == liver and (config["train"]["inputs"] == ["roi"]) == liver
