@@ -107,8 +107,9 @@ def run_warnings(config: Mapping) -> list[str]:
         warnings.append(f"preset {preset.get('name')}: the study had {classes} classes; this run has "
                         f"{len(config['labels'])} ({', '.join(config['labels'])})")
     if preset.get("pretrained") == "imagenet":
-        weights = config["train"].get("weights") or {}
-        missing = [model for model in config["train"]["models"] if not weights.get(model)]
+        # A model initialised from another run (chained transfer) got its ImageNet start there.
+        started = {**(config["train"].get("weights") or {}), **(config["train"].get("init_from") or {})}
+        missing = [model for model in config["train"]["models"] if not started.get(model)]
         if missing:
             warnings.append(f"preset {preset.get('name')}: the study started from ImageNet weights; none are set for "
                             f"{', '.join(missing)}, which therefore train from random initialisation (set "

@@ -87,6 +87,9 @@ def test_run_warns_about_class_count_and_missing_imagenet_weights():
     with_weights = merge(config, {"labels": list("abcde"), "train": {"weights": {"resnet50": "/w/resnet50.pth"}}})
     assert run_warnings(with_weights) == []
     assert "Changed: folds are grouped by patient" in run_notes(config)
+    # Stage 2 of the transfer study starts from stage 1's checkpoints, not from random weights.
+    stage_two = preset_config(PRESET_DIR / "breast_two_stage_transfer.yaml")
+    assert not any("random initialisation" in w for w in run_warnings(stage_two))
     assert run_notes({"labels": ["a", "b"]}) == ""
 
 
