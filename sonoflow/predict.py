@@ -179,6 +179,8 @@ def predict_run(frames: pd.DataFrame, checkpoints: Sequence[str | os.PathLike], 
 
 def _table_html(table: pd.DataFrame) -> str:
     shown = table.copy()
+    if "label" in shown and not shown["label"].astype(str).str.len().any():
+        shown = shown.drop(columns="label")  # new cases without labels
     for column in shown.columns:
         if shown[column].dtype.kind == "f":
             shown[column] = shown[column].map(lambda value: f"{value:.3f}")
@@ -201,8 +203,8 @@ def report_html(batch: str, sheet: str, runs: Mapping[str, Mapping[str, str | os
              f"<p>Sample sheet <code>{html.escape(sheet)}</code>. Question: {html.escape(question)}. "
              "Probabilities are the mean of the trained folds' softmax outputs (the fold ensemble), averaged over "
              "an item's or a patient's frames.</p>",
-             "<p><b>Research use only.</b> These are the outputs of a model validated on the data it was trained "
-             "with; they are not a diagnosis.</p>"]
+             "<p><b>Research use only.</b> The model was validated only on held-out patients of the data set it "
+             "was trained on (see the run's evaluation); these outputs are not a diagnosis.</p>"]
     parts += [f"<p>{html.escape(note)}</p>" for note in notes]
     for name, paths in runs.items():
         patients = pd.read_csv(paths["patients"], dtype={"patient_id": str, "label": str}, keep_default_na=False)
