@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sonoflow.presets import merge
+
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
@@ -26,14 +28,6 @@ TINY_CONFIG = {
     "evaluate": {"n_boot": 200},
     "cam": {"per_kind": 1, "max_images": 40, "road_images": 4, "road_percentiles": [50]},
 }
-
-
-def merge(base: dict, override: dict) -> dict:
-    """Nested dict update, as snakemake merges config files."""
-    out = dict(base)
-    for key, value in override.items():
-        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
 
 
 def run_snakemake(workdir: Path, *args: str, config: dict | None = None, check: bool = True, timeout: int = 900):

@@ -9,7 +9,8 @@ rule predict:
         predict_targets,
 
 
-rule predict_ingest:
+# The new cases' frames are made by the training data's own rules, on paths of their own.
+use rule ingest as predict_ingest with:
     input:
         unpack(predict_media),
     output:
@@ -22,28 +23,18 @@ rule predict_ingest:
         settings=config["ingest"],
     log:
         "results/logs/predict/{batch}/ingest_{shard}.log",
-    conda:
-        "../../envs/ingest.yaml"
-    script:
-        "../../scripts/ingest.py"
 
 
-rule predict_denoise:
+use rule denoise as predict_denoise with:
     input:
         frames="results/predict/{batch}/ingest/shard_{shard}/frames.npy",
     output:
         frames="results/predict/{batch}/denoise/shard_{shard}/frames.npy",
-    params:
-        settings=denoise_settings(),
     log:
         "results/logs/predict/{batch}/denoise_{shard}.log",
-    conda:
-        "../../envs/ingest.yaml"
-    script:
-        "../../scripts/denoise.py"
 
 
-rule predict_segment:
+use rule segment as predict_segment with:
     input:
         model="results/segment/{segmenter}/unet.pt",
         frames="results/predict/{batch}/denoise/shard_{shard}/frames.npy",
@@ -55,13 +46,8 @@ rule predict_segment:
         lesions="results/predict/{batch}/segment/{segmenter}/shard_{shard}/lesions.npy",
         roi_lesions="results/predict/{batch}/segment/{segmenter}/shard_{shard}/roi_lesions.npy",
         table="results/predict/{batch}/segment/{segmenter}/shard_{shard}/rois.csv",
-    threads: config["segment"]["threads"]
     log:
         "results/logs/predict/{batch}/segment_{segmenter}_{shard}.log",
-    conda:
-        "../../envs/train.yaml"
-    script:
-        "../../scripts/segment.py"
 
 
 rule predict_classify:
