@@ -1,23 +1,23 @@
 """Classification metrics, confidence intervals and tests on prediction tables.
 
 A prediction table has one row per frame: ids, the true ``label`` and one ``prob_<class>`` column
-per class. Metrics come from scikit-learn; what it lacks is here: specificity and Youden per
-class, DeLong's AUC variance and paired test (Sun & Xu's fast algorithm), the exact McNemar test,
-a bootstrap over patients (frames of one patient are not independent), and the expected
-calibration error.
+per class. Every metric is a ratio of confusion counts or a (weighted) Mann-Whitney AUC, computed
+from per-patient sufficient statistics so that 2,000 bootstrap resamples over patients (frames of
+one patient are not independent) are a few matrix products; the unit tests check every figure
+against scikit-learn's functions. Also here: DeLong's AUC variance and paired test (Sun & Xu's
+fast algorithm), the exact McNemar test, Youden's threshold and the expected calibration error.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
-from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, precision_recall_fscore_support,
-                             roc_auc_score, roc_curve)
+from scipy import sparse, stats
+from sklearn.metrics import roc_curve
 
 ID_COLUMNS = ["shard", "row", "patient_id", "item_id", "frame_index", "label"]
 
@@ -114,55 +114,126 @@ def youden_threshold(target: np.ndarray, score: np.ndarray) -> float:
 
 
 # --- Point metrics --------------------------------------------------------------------------------
+#
+# One rule for every metric: a metric is undefined (NaN) when a ratio it is built of has no
+# denominator: sensitivity without a case of the class, specificity without a case of the others,
+# precision without a call of the class, F1 (their harmonic mean) and Youden when either of its
+# parts is undefined, an AUC without both classes, a macro mean or the balanced accuracy when one
+# of the classes it averages is undefined. Point estimates and bootstrap resamples follow the same
+# rule: an undefined resample is skipped and counted, never scored 0.
+
+PER_CLASS = ("sensitivity", "specificity", "precision", "f1", "youden")
 
 
-def _per_class(target: np.ndarray, predicted: np.ndarray, n_classes: int, weight) -> dict[str, np.ndarray]:
-    matrix = confusion_matrix(target, predicted, labels=list(range(n_classes)), sample_weight=weight).astype(float)
-    tp = np.diag(matrix)
-    fn, fp = matrix.sum(1) - tp, matrix.sum(0) - tp
-    tn = matrix.sum() - tp - fn - fp
-    precision, recall, f1, _ = precision_recall_fscore_support(target, predicted, labels=list(range(n_classes)),
-                                                               sample_weight=weight, zero_division=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        specificity = np.where(tn + fp > 0, tn / (tn + fp), np.nan)
-    recall = np.where(tp + fn > 0, recall, np.nan)
-    return {"sensitivity": recall, "specificity": specificity, "precision": precision, "f1": f1,
-            "youden": recall + specificity - 1}
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    out = np.full(np.broadcast(numerator, denominator).shape, np.nan)
+    return np.divide(numerator, denominator, out=out, where=denominator > 0)
 
 
-def _auc(target: np.ndarray, score: np.ndarray, weight=None) -> float:
-    return float(roc_auc_score(target, score, sample_weight=weight)) if len(np.unique(target)) == 2 else float("nan")
+def _rates(matrices: np.ndarray) -> dict[str, np.ndarray]:
+    """Per class (one-vs-rest) rates from confusion matrices (..., K, K) of true x called counts:
+    arrays (..., K), NaN where undefined."""
+    tp = np.diagonal(matrices, axis1=-2, axis2=-1)
+    actual, called = matrices.sum(-1), matrices.sum(-2)
+    total = matrices.sum((-2, -1))[..., None]
+    sensitivity, precision = _ratio(tp, actual), _ratio(tp, called)
+    specificity = _ratio(total - actual - called + tp, total - actual)
+    f1 = _ratio(2 * tp, actual + called)
+    f1[np.isnan(precision) | np.isnan(sensitivity)] = np.nan
+    return {"sensitivity": sensitivity, "specificity": specificity, "precision": precision, "f1": f1,
+            "youden": sensitivity + specificity - 1}
+
+
+def _mean_over(values: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Mean over ``classes`` (a boolean mask of the last axis); NaN where any of them is NaN."""
+    return values[..., classes].mean(-1) if classes.any() else np.full(values.shape[:-1], np.nan)
+
+
+class PatientStatistics:
+    """Sufficient statistics of a prediction table per patient, so that every metric of any
+    weighting of the patients (a bootstrap resample: how often each patient was drawn) is a matrix
+    product: the patient's confusion counts, and per binary target its positive and negative frames
+    at each distinct score (for the weighted Mann-Whitney AUC, ties counting one half).
+
+    ``groups``: "patient_id" (a patient is the unit) or None (every row its own unit).
+    """
+
+    def __init__(self, table: pd.DataFrame, question: Question, groups: str | None = "patient_id"):
+        self.question = question
+        target, score, predicted = question.target(table), question.score(table), question.predict(table)
+        if groups is None:
+            codes, self.n_units = np.arange(len(table)), len(table)
+        else:
+            codes, uniques = pd.factorize(table[groups])
+            self.n_units = len(uniques)
+        self._averaged = None
+        self.k = 2 if question.binary else len(question.labels)
+        cells = np.asarray(target) * self.k + np.asarray(predicted)
+        self.confusion = sparse.csr_matrix((np.ones(len(table)), (codes, cells)), shape=(self.n_units, self.k ** 2))
+        if question.binary:
+            binary_targets = {"": (target, score)}
+        else:
+            binary_targets = {label: ((target == k).astype(int), score[:, k]) for k, label in enumerate(question.labels)}
+        self.auc_parts = {}
+        for name, (positive, values) in binary_targets.items():
+            levels, level = np.unique(values, return_inverse=True)
+            shape = (self.n_units, len(levels))
+            self.auc_parts[name] = tuple(
+                sparse.csr_matrix(((positive == side).astype(float), (codes, level)), shape=shape).T.tocsr()
+                for side in (1, 0))
+
+    def _aucs(self, weights: np.ndarray) -> dict[str, np.ndarray]:
+        out = {}
+        for name, (positives, negatives) in self.auc_parts.items():
+            pos, neg = (positives @ weights.T).T, (negatives @ weights.T).T  # (B, levels)
+            below = np.cumsum(neg, axis=1) - neg
+            out[name] = _ratio((pos * (below + 0.5 * neg)).sum(1), pos.sum(1) * neg.sum(1))
+        return out
+
+    def _rates(self, weights: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        matrices = (self.confusion.T @ weights.T).T.reshape(-1, self.k, self.k)
+        accuracy = _ratio(np.trace(matrices, axis1=1, axis2=2), matrices.sum((1, 2)))
+        rates = _rates(matrices)
+        aucs = self._aucs(weights)
+        rates["auc"] = aucs[""][:, None] if self.question.binary else np.stack([aucs[k] for k in self.question.labels], 1)
+        return accuracy, rates
+
+    def metrics(self, weights: np.ndarray) -> dict[tuple[str, str], np.ndarray]:
+        """Every metric (key: (metric, class); class "" overall, "macro" the mean over classes) for
+        each row of ``weights`` (B, units). A macro mean (and the balanced accuracy, the mean of the
+        classes' sensitivities) averages the classes where the metric is defined with every unit
+        weighted once (the point estimate); a resample where one of them is undefined is undefined,
+        not an average of fewer classes."""
+        weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+        if self._averaged is None:
+            _, point = self._rates(np.ones((1, self.n_units)))
+            self._averaged = {name: np.isfinite(values[0]) for name, values in point.items()}
+        accuracy, rates = self._rates(weights)
+        out = {("accuracy", ""): accuracy,
+               ("balanced_accuracy", ""): _mean_over(rates["sensitivity"], self._averaged["sensitivity"])}
+        if self.question.binary:  # column 1 is the positive class
+            out[("auc", "")] = rates["auc"][:, 0]
+            for name in PER_CLASS:
+                out[(name, "")] = rates[name][:, 1]
+            return out
+        for name in (*PER_CLASS, "auc"):
+            for k, label in enumerate(self.question.labels):
+                out[(name, label)] = rates[name][:, k]
+            out[(name, "macro")] = _mean_over(rates[name], self._averaged[name])
+        return out
 
 
 def classification_metrics(table: pd.DataFrame, question: Question, weight: np.ndarray | None = None) -> dict:
     """Every metric of ``question`` on ``table``: {(metric, class): value}; class "" is overall.
 
-    Multi-class: accuracy, balanced accuracy, macro AUC, and per class (one-vs-rest, from the
-    argmax call) AUC, sensitivity, specificity, precision, F1 and Youden, plus their macro means.
-    Binary: AUC of the positive score, and the others at the question's threshold.
+    Multi-class: accuracy, balanced accuracy, and per class (one-vs-rest, from the argmax call)
+    sensitivity, specificity, precision, F1, Youden and AUC, plus their macro means. Binary: AUC of
+    the positive score, and the others at the question's threshold. ``weight``: per row (frame).
+    Undefined metrics are NaN (the rule above).
     """
-    target, score, predicted = question.target(table), question.score(table), question.predict(table)
-    if weight is not None:
-        keep = weight > 0
-        target, score, predicted, weight = target[keep], score[keep], predicted[keep], weight[keep]
-    out = {("accuracy", ""): float(accuracy_score(target, predicted, sample_weight=weight)),
-           ("balanced_accuracy", ""): float(balanced_accuracy_score(target, predicted, sample_weight=weight))}
-    if question.binary:
-        per_class = _per_class(target, predicted, 2, weight)
-        out[("auc", "")] = _auc(target, score, weight)
-        for name, values in per_class.items():
-            out[(name, "")] = float(values[1])
-        return out
-    n = len(question.labels)
-    per_class = _per_class(target, predicted, n, weight)
-    aucs = np.array([_auc((target == k).astype(int), score[:, k], weight) for k in range(n)])
-    per_class["auc"] = aucs
-    for name, values in per_class.items():
-        for k, label in enumerate(question.labels):
-            out[(name, label)] = float(values[k])
-        out[(name, "macro")] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
-    return out
-
+    statistics = PatientStatistics(table, question, groups=None)
+    values = statistics.metrics(np.ones(len(table)) if weight is None else weight)
+    return {key: float(value[0]) for key, value in values.items()}
 
 def metrics_frame(values: dict) -> pd.DataFrame:
     return pd.DataFrame([{"metric": m, "class": c, "value": v} for (m, c), v in values.items()])
@@ -221,46 +292,64 @@ def mcnemar_test(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[int, int
 
 # --- Bootstrap over patients ------------------------------------------------------------------------
 
+CI_METHOD = "patient bootstrap (percentile)"
+TOO_SMALL = "n too small for an interval"
 
-def patient_bootstrap(table: pd.DataFrame, statistic: Callable[[np.ndarray], dict], n_boot: int = 2000,
-                      seed: int = 0) -> list[dict]:
-    """``statistic(weights)`` on ``n_boot`` resamples of the patients (with replacement): every
-    frame of a drawn patient enters as often as the patient was drawn, so the clustering of frames
-    within patients is respected."""
-    codes, patients = pd.factorize(table["patient_id"])
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n_boot):
-        counts = np.bincount(rng.integers(0, len(patients), len(patients)), minlength=len(patients))
-        out.append(statistic(counts[codes].astype(float)))
-    return out
+
+def bootstrap_counts(n_patients: int, n_boot: int, seed: int = 0) -> np.ndarray:
+    """(n_boot, n_patients): how often each patient is drawn in each resample (with replacement)."""
+    draws = np.random.default_rng(seed).integers(0, n_patients, (n_boot, n_patients))
+    cells = (draws + n_patients * np.arange(n_boot)[:, None]).ravel()
+    return np.bincount(cells, minlength=n_boot * n_patients).reshape(n_boot, n_patients)
+
+
+def patient_bootstrap(table: pd.DataFrame, question: Question, n_boot: int = 2000, seed: int = 0,
+                      chunk_cells: int = 4_000_000) -> dict[tuple[str, str], np.ndarray]:
+    """Every metric on ``n_boot`` resamples of the patients (with replacement): a drawn patient's
+    frames all enter, as often as the patient was drawn, so the clustering of frames within
+    patients is respected. Vectorised: the per-patient statistics are computed once and each
+    resample is a weighting of them. Returns (metric, class) -> (n_boot,) values, NaN where the
+    metric is undefined in that resample."""
+    statistics = PatientStatistics(table, question)
+    counts = bootstrap_counts(statistics.n_units, n_boot, seed)
+    levels = max(positives.shape[0] for positives, _ in statistics.auc_parts.values())
+    step = max(1, chunk_cells // max(levels, statistics.n_units, 1))
+    parts = [statistics.metrics(counts[start:start + step]) for start in range(0, n_boot, step)]
+    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]} if parts else {}
+
+
+def interval_note(value: float, low: float, high: float, undefined: int, n_boot: int) -> str:
+    """Why a row has no usable interval ("" when it has one)."""
+    if not np.isfinite(value):
+        return "undefined on these cases"
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return f"undefined in {undefined} of {n_boot} resamples: no interval"
+    if round(high - low, 3) == 0:
+        return TOO_SMALL
+    return ""
 
 
 def with_confidence(table: pd.DataFrame, question: Question, n_boot: int = 2000, seed: int = 0,
                     level: float = 0.95) -> pd.DataFrame:
-    """Every metric with a 95% CI: percentile bootstrap over patients, and for the AUCs of a table
-    with one row per patient, DeLong's interval (its cases must be independent)."""
-    point = classification_metrics(table, question)
-    samples = patient_bootstrap(table, lambda w: classification_metrics(table, question, w), n_boot, seed)
-    rows = []
+    """Every metric with its confidence interval, one method for the whole table: the percentile
+    bootstrap over patients (valid at image level, where frames of a patient are not independent,
+    and at patient level alike). Resamples where a metric is undefined are skipped and counted
+    (``undefined``); with fewer than half of them defined there is no interval. ``note`` flags
+    a degenerate interval (``n too small for an interval``) and rows without one."""
+    statistics = PatientStatistics(table, question)
+    point = {key: float(value[0]) for key, value in statistics.metrics(np.ones(statistics.n_units)).items()}
+    samples = patient_bootstrap(table, question, n_boot, seed)
     alpha = (1 - level) / 2
-    one_per_patient = table["patient_id"].is_unique
+    rows = []
     for key, value in point.items():
-        values = np.array([s.get(key, np.nan) for s in samples], dtype=float)
-        values = values[np.isfinite(values)]
-        low, high = (np.quantile(values, [alpha, 1 - alpha]) if len(values) >= 0.5 * n_boot else (np.nan, np.nan))
-        row = {"metric": key[0], "class": key[1], "value": value, "ci_low": float(low), "ci_high": float(high),
-               "ci_method": "patient bootstrap"}
-        if key[0] == "auc" and key[1] != "macro" and one_per_patient and np.isfinite(value):
-            target = question.target(table)
-            score = question.score(table)
-            if not question.binary:
-                k = list(question.labels).index(key[1])
-                target, score = (target == k).astype(int), score[:, k]
-            if min(target.sum(), len(target) - target.sum()) >= 2:
-                _, row["ci_low"], row["ci_high"] = delong_ci(target, score, level)
-                row["ci_method"] = "DeLong"
-        rows.append(row)
+        values = samples[key]
+        finite = values[np.isfinite(values)]
+        undefined = int(n_boot - len(finite))
+        enough = np.isfinite(value) and len(finite) >= 0.5 * n_boot and len(finite) > 0
+        low, high = np.quantile(finite, [alpha, 1 - alpha]) if enough else (np.nan, np.nan)
+        rows.append({"metric": key[0], "class": key[1], "value": value, "ci_low": float(low), "ci_high": float(high),
+                     "resamples": n_boot, "undefined": undefined, "ci_method": CI_METHOD,
+                     "note": interval_note(value, low, high, undefined, n_boot)})
     return pd.DataFrame(rows)
 
 

@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,7 +9,7 @@ from sklearn.metrics import (accuracy_score, balanced_accuracy_score, f1_score, 
 
 from sonoflow.metrics import (Question, aggregate, classification_metrics, delong, delong_ci, delong_test,
                               expected_calibration_error, fold_ensemble, mcnemar_test, patient_bootstrap,
-                              with_confidence, youden_threshold)
+                              bootstrap_counts, with_confidence, youden_threshold, TOO_SMALL, CI_METHOD)
 
 LABELS = ("a", "b", "c")
 
@@ -117,13 +119,110 @@ def test_bootstrap_resamples_patients_not_frames():
     question = Question(LABELS)
     one = with_confidence(patients, question, n_boot=400, seed=1).set_index(["metric", "class"])
     ten = with_confidence(frames, question, n_boot=400, seed=1).set_index(["metric", "class"])
-    assert ten.loc[("accuracy", ""), "ci_low"] == pytest.approx(one.loc[("accuracy", ""), "ci_low"])
-    assert ten.loc[("accuracy", ""), "ci_high"] == pytest.approx(one.loc[("accuracy", ""), "ci_high"])
-    # One row per patient: the per-class AUCs carry DeLong's interval.
-    assert one.loc[("auc", "a"), "ci_method"] == "DeLong" and ten.loc[("auc", "a"), "ci_method"] == "patient bootstrap"
+    for key in [("accuracy", ""), ("auc", "a"), ("precision", "macro"), ("balanced_accuracy", "")]:
+        assert ten.loc[key, ["value", "ci_low", "ci_high"]].tolist() == pytest.approx(
+            one.loc[key, ["value", "ci_low", "ci_high"]].tolist())
+    # One method for the whole table, AUC rows included.
+    assert set(one["ci_method"]) == {CI_METHOD}
     assert one.loc[("auc", "a"), "ci_low"] < one.loc[("auc", "a"), "value"] < one.loc[("auc", "a"), "ci_high"]
-    counts = patient_bootstrap(frames, lambda w: {"n": w.sum()}, n_boot=50)
-    assert {c["n"] for c in counts} == {300.0}, "every resample holds as many patients as the data"
+    counts = bootstrap_counts(30, 50, seed=0)
+    assert counts.shape == (50, 30) and (counts.sum(1) == 30).all(), "every resample holds as many patients as the data"
+
+
+def straightforward_bootstrap(table, question, n_boot, seed):
+    """The reference: a Python loop over resamples, each scored with scikit-learn on the frames of
+    the drawn patients (weighted by how often each was drawn); undefined metrics are NaN."""
+    from sklearn.metrics import confusion_matrix
+
+    codes, patients = pd.factorize(table["patient_id"])
+    target, score, predicted = question.target(table), question.score(table), question.predict(table)
+    k = 2 if question.binary else len(question.labels)
+    out = []
+    for counts in bootstrap_counts(len(patients), n_boot, seed):
+        weight = counts[codes].astype(float)
+        keep = weight > 0
+        t, s, p, w = target[keep], score[keep], predicted[keep], weight[keep]
+        matrix = confusion_matrix(t, p, labels=list(range(k)), sample_weight=w)
+        values = {("accuracy", ""): accuracy_score(t, p, sample_weight=w)}
+        per_class = {}
+        for c in range(k):
+            positive, called = t == c, p == c
+            sens = recall_score(positive, called, sample_weight=w, zero_division=np.nan)
+            spec = recall_score(~positive, ~called, sample_weight=w, zero_division=np.nan)
+            prec = precision_score(positive, called, sample_weight=w, zero_division=np.nan)
+            f1 = f1_score(positive, called, sample_weight=w) if np.isfinite(sens) and np.isfinite(prec) else np.nan
+            binary_score = s if question.binary else s[:, c]
+            binary_target = t if question.binary else positive.astype(int)
+            auc = roc_auc_score(binary_target, binary_score, sample_weight=w) if len(np.unique(binary_target)) == 2 else np.nan
+            per_class[c] = {"sensitivity": sens, "specificity": spec, "precision": prec, "f1": f1,
+                            "youden": sens + spec - 1, "auc": auc}
+        assert matrix.sum() == pytest.approx(w.sum())
+        out.append((values, per_class))
+    return out
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_vectorised_bootstrap_agrees_with_a_straightforward_loop_of_sklearn_calls(binary):
+    table = predictions(n_patients=24, frames=3, seed=5, skill=1.0)
+    question = Question(LABELS, ("c",), threshold=0.4) if binary else Question(LABELS)
+    fast = patient_bootstrap(table, question, n_boot=150, seed=7, chunk_cells=500)  # several chunks
+    slow = straightforward_bootstrap(table, question, 150, 7)
+    for b, (values, per_class) in enumerate(slow):
+        assert fast[("accuracy", "")][b] == pytest.approx(values[("accuracy", "")])
+        for metric in ("sensitivity", "specificity", "precision", "f1", "youden", "auc"):
+            for c, label in ([(1, "")] if binary else enumerate(LABELS)):
+                expected = per_class[c][metric]
+                got = fast[(metric, label)][b]
+                assert (np.isnan(got) and np.isnan(expected)) or got == pytest.approx(expected), (b, metric, label)
+            if not binary:
+                expected = np.mean([per_class[c][metric] for c in range(3)])  # NaN when any class is undefined
+                got = fast[(metric, "macro")][b]
+                assert (np.isnan(got) and np.isnan(expected)) or got == pytest.approx(expected), (b, metric)
+
+
+def test_undefined_resamples_are_skipped_and_counted_for_every_metric_known_answer():
+    # Eight patients, one frame each. Only patient P0 is called cyst, and rightly: precision of
+    # cyst is 1 in every resample that draws P0, and undefined (not 0) in every other one. The
+    # two cysts are P0 and P1: sensitivity of cyst is undefined exactly when neither is drawn.
+    labels = ("cyst", "solid")
+    rows = []
+    for p, (label, cyst_prob) in enumerate([("cyst", 0.9), ("cyst", 0.4)] + [("solid", 0.3 - 0.03 * i) for i in range(6)]):
+        rows.append({"patient_id": f"P{p}", "label": label, "prob_cyst": cyst_prob, "prob_solid": 1 - cyst_prob})
+    table = pd.DataFrame(rows)
+    question = Question(labels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no sklearn warning spam, no numpy division warning
+        result = with_confidence(table, question, n_boot=500, seed=3).set_index(["metric", "class"])
+    counts = bootstrap_counts(8, 500, seed=3)
+    without_p0 = int((counts[:, 0] == 0).sum())
+    without_cysts = int(((counts[:, 0] == 0) & (counts[:, 1] == 0)).sum())
+    assert 0 < without_cysts < without_p0 < 250
+    precision = result.loc[("precision", "cyst")]
+    assert (precision["value"], precision["ci_low"], precision["ci_high"]) == (1.0, 1.0, 1.0)
+    assert precision["undefined"] == without_p0 and precision["note"] == TOO_SMALL
+    assert result.loc[("f1", "cyst"), "undefined"] == without_p0  # F1 needs a defined precision
+    assert result.loc[("sensitivity", "cyst"), "undefined"] == without_cysts
+    assert result.loc[("auc", "cyst"), "undefined"] == without_cysts  # no positive: no AUC
+    assert result.loc[("sensitivity", "cyst"), "value"] == 0.5 and result.loc[("sensitivity", "cyst"), "ci_low"] == 0.0
+    # The macro mean and the balanced accuracy are undefined when one class they average is.
+    assert result.loc[("precision", "macro"), "undefined"] == without_p0
+    assert result.loc[("balanced_accuracy", ""), "undefined"] == without_cysts
+    assert result.loc[("accuracy", ""), "undefined"] == 0
+    # With P0 never called a cyst, precision of cyst is undefined on the data itself.
+    never = table.assign(prob_cyst=0.1, prob_solid=0.9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        row = with_confidence(never, question, n_boot=200).set_index(["metric", "class"]).loc[("precision", "cyst")]
+    assert np.isnan(row["value"]) and np.isnan(row["ci_low"]) and row["note"] == "undefined on these cases"
+
+
+def test_a_class_never_called_has_undefined_precision_not_zero():
+    table = predictions(n_patients=12, frames=1, seed=0)
+    table[["prob_a", "prob_b", "prob_c"]] = [0.2, 0.5, 0.3]  # every call is b
+    values = classification_metrics(table, Question(LABELS))
+    assert np.isnan(values[("precision", "a")]) and values[("precision", "b")] == pytest.approx(1 / 3)
+    assert np.isnan(values[("f1", "a")]) and values[("sensitivity", "a")] == 0.0
+    assert values[("precision", "macro")] == pytest.approx(1 / 3)  # the mean over the defined classes
 
 
 def test_fold_ensemble_and_patient_aggregation():
