@@ -4,7 +4,8 @@ best), paired DeLong and McNemar tests between every two runs, and their ROC cur
 import json
 from pathlib import Path
 
-from sonoflow.evaluate import EvaluateSettings, at_level, base_question, compare_runs, model_table, read_headline
+from sonoflow.evaluate import (EvaluateSettings, at_level, base_question, compare_runs, for_people, model_table,
+                               read_headline)
 from sonoflow.figures import comparison_figure, interval_figure
 from sonoflow.io import save_csv
 from sonoflow.logs import log_to
@@ -19,12 +20,13 @@ with log_to(snakemake.log[0]) as log:
     tables = dict(zip(names, tests if part == "test" else [read_predictions(p) for p in snakemake.input.predictions_cv]))
     thresholds = [json.loads(Path(path).read_text())["thresholds"]["patient"] for path in snakemake.input.thresholds]
     pairwise = compare_runs(tables, labels, settings, dict(zip(names, thresholds)))
-    save_csv(snakemake.output.table, pairwise.assign(part=part))
+    save_csv(snakemake.output.table, for_people(pairwise.assign(part=part)))
     models = model_table({name: read_headline(path) for name, path in zip(names, snakemake.input.headlines)},
                          pairwise, part)
-    save_csv(snakemake.output.models, models)
+    save_csv(snakemake.output.models, for_people(models))
     where = "test patients, fold ensembles" if part == "test" else "pooled out-of-fold predictions"
     comparison_figure(snakemake.output.roc, {name: at_level(table, labels, "patient") for name, table in tables.items()},
                       base_question(labels, settings), f"runs compared at patient level ({where})")
     interval_figure(snakemake.output.intervals, models, f"AUC with 95% CI ({where})")
-    log.info("%s part\n%s\n%s", part, models.to_string(index=False), pairwise.to_string(index=False))
+    log.info("%s part\n%s\n%s", part, for_people(models).to_string(index=False),
+             for_people(pairwise).to_string(index=False))

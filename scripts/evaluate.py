@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from sonoflow.evaluate import EvaluateSettings, evaluate_run
+from sonoflow.evaluate import EvaluateSettings, evaluate_run, for_people
 from sonoflow.figures import run_figures
 from sonoflow.io import save_csv, save_json
 from sonoflow.logs import log_to
@@ -16,8 +16,8 @@ with log_to(snakemake.log[0]) as log:
     title = f"{snakemake.wildcards.model}, {snakemake.wildcards.input} input"
     errors = run_figures(snakemake.output, evaluation, val_tables, [pd.read_csv(p) for p in snakemake.input.histories],
                          labels, settings, title)
-    save_csv(snakemake.output.folds, evaluation.folds)
-    save_csv(snakemake.output.headline, evaluation.headline)
+    save_csv(snakemake.output.folds, for_people(evaluation.folds))
+    save_csv(snakemake.output.headline, for_people(evaluation.headline))
     save_csv(snakemake.output.predictions_cv, evaluation.parts["cv"])
     # No test set: an empty table with the same columns, so the output always exists.
     save_csv(snakemake.output.predictions_test, evaluation.parts.get("test", evaluation.parts["cv"].iloc[:0]))
@@ -27,5 +27,5 @@ with log_to(snakemake.log[0]) as log:
     leakage = (pd.read_csv(snakemake.input.crossing[0]) if snakemake.input.crossing else
                pd.DataFrame([{"fold": "all", "note": "near-duplicate check off (dedup.enabled: false)"}]))
     save_csv(snakemake.output.leakage, leakage)
-    log.info("%s\n%s\nnear-duplicate pairs across the split:\n%s", title, evaluation.headline.to_string(index=False),
+    log.info("%s\n%s\nnear-duplicate pairs across the split:\n%s", title, for_people(evaluation.headline).to_string(index=False),
              leakage.to_string(index=False))

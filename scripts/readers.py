@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from sonoflow.evaluate import EvaluateSettings, evaluate_readers, read_readers
+from sonoflow.evaluate import EvaluateSettings, evaluate_readers, for_people, read_readers
 from sonoflow.io import save_csv
 from sonoflow.logs import log_to
 from sonoflow.metrics import read_predictions
@@ -16,6 +16,6 @@ with log_to(snakemake.log[0]) as log:
     level = "image" if "item_id" in readers.columns else "patient"
     threshold = json.loads(Path(snakemake.input.thresholds).read_text())["thresholds"][level]
     metrics, comparison = evaluate_readers(readers, model, snakemake.params.labels, settings, threshold)
-    save_csv(snakemake.output.metrics, metrics)
-    save_csv(snakemake.output.comparison, comparison)
-    log.info("\n%s", comparison.to_string(index=False))
+    save_csv(snakemake.output.metrics, for_people(metrics))
+    save_csv(snakemake.output.comparison, for_people(comparison))
+    log.info("\n%s", for_people(comparison).to_string(index=False))

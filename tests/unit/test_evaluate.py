@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sonoflow.evaluate import (EvaluateSettings, base_question, compare_runs, evaluate_readers, evaluate_run, model_table, read_headline,
-                               read_readers)
+from sonoflow.evaluate import (EvaluateSettings, base_question, compare_runs, evaluate_readers, evaluate_run, for_people,
+                               model_table, read_headline, read_readers)
 from sonoflow.figures import comparison_figure, interval_figure, run_figures
 from sonoflow.io import save_csv
 from sonoflow.split import LeakageError
@@ -30,13 +30,27 @@ def test_evaluation_tables_levels_parts_and_confidence_intervals():
     result = evaluate_run(val, test, LABELS, SETTINGS)
     assert set(result.headline["part"]) == {"cv", "test"} and set(result.headline["level"]) == {"image", "patient"}
     row = result.headline.set_index(["part", "level", "metric", "class"]).loc[("test", "patient", "auc", "")]
-    assert row["ci_method"] == "DeLong" and row["ci_low"] < row["value"] < row["ci_high"]
+    assert row["ci_low"] < row["value"] < row["ci_high"] and row["resamples"] == 200 and row["note"] == ""
     assert row["patients"] == 20 and row["cases"] == 20
     image = result.headline.set_index(["part", "level", "metric", "class"]).loc[("test", "image", "auc", "")]
-    assert image["ci_method"] == "patient bootstrap" and image["cases"] == 60
+    assert image["cases"] == 60
+    assert result.headline["ci_method"].nunique() == 1, "one interval method for the whole table, AUCs included"
     folds = result.folds.set_index(["level", "fold"])
     assert folds.loc[("image", "mean"), "auc"] == pytest.approx(folds.loc[[("image", str(k)) for k in range(3)], "auc"].mean())
     assert set(result.thresholds) == {"image", "patient"} and all(0 < t < 1 for t in result.thresholds.values())
+
+
+def test_tables_for_people_hold_three_decimals_and_no_zero_p_values(tmp_path):
+    table = pd.DataFrame({"metric": ["auc", "auc"], "value": [0.9999999999999999, 0.123456], "delong_p": [0.00001, 0.04567],
+                          "cases": [20, 7]})
+    save_csv(tmp_path / "t.csv", for_people(table))
+    text = (tmp_path / "t.csv").read_text()
+    assert text.splitlines()[1:] == ["auc,1.0,<0.001,20", "auc,0.123,0.046,7"]
+    val, test = fold_tables()
+    save_csv(tmp_path / "headline.csv", for_people(evaluate_run(val, test, LABELS, SETTINGS).headline))
+    numbers = pd.read_csv(tmp_path / "headline.csv").select_dtypes("number").to_numpy().ravel()
+    numbers = numbers[np.isfinite(numbers)]
+    assert len(numbers) and np.allclose(numbers, np.round(numbers, 3), rtol=0, atol=1e-12)
 
 
 def test_threshold_comes_from_validation_only():
