@@ -12,6 +12,8 @@ min_version("9.10")
 # The library sits next to the Snakefile; importable even when not pip-installed.
 sys.path.insert(0, workflow.basedir)
 
+from sonoflow.config import DEMO_NOTICE, ConfigKeyError, check_config_keys, load_schema
+from sonoflow.config import uses_demo as config_uses_demo
 from sonoflow.importers import load_layout
 from sonoflow.presets import run_notes, run_warnings
 from sonoflow.sheet import ProbeCache, SheetError, add_shards, read_sheet, relative_paths, sheet_digest, validate_sheet
@@ -22,7 +24,15 @@ from sonoflow.split import SplitSettings, check_enough_patients
 if isinstance(config.get("data"), str):
     config["samples"], config["data"] = config["data"], {"layout": ""}
 
+# A misspelt key (top-level or nested) stops the run in one line with the closest known key,
+# before the schema's validation (whose messages print the whole sub-schema).
+try:
+    check_config_keys(config, load_schema(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"))
+except ConfigKeyError as error:
+    raise WorkflowError(str(error)) from None
 validate(config, schema="../schemas/config.schema.yaml")
+if config_uses_demo(config):
+    logger.warning(DEMO_NOTICE)
 
 if run_notes(config):
     logger.info(run_notes(config))
@@ -47,7 +57,7 @@ wildcard_constraints:
 
 
 def uses_demo():
-    return not config["samples"] and not config.get("data", {}).get("layout")
+    return config_uses_demo(config)
 
 
 def sheet_source():
