@@ -1,0 +1,78 @@
+"""Small file helpers shared by every stage.
+
+Every output is written to a temporary name in the same folder and renamed into place, so a
+killed job never leaves a file that looks complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only on success.
+
+    A SIGKILL mid-write leaves only a hidden temporary file, never a complete-looking ``path``;
+    the next successful write of ``path`` removes such leftovers.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prefix, suffix = f".{path.name}.", suffix if suffix is not None else path.suffix
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        # mkstemp creates 0600; give the result the permissions a plain open() would.
+        if tmp_path.is_file():
+            os.chmod(tmp_path, 0o666 & ~_UMASK)
+        os.replace(tmp_path, path)
+        for leftover in path.parent.glob(f"{glob.escape(prefix)}*{glob.escape(suffix)}"):
+            leftover.unlink(missing_ok=True)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        np.save(tmp, np.ascontiguousarray(array))
+
+
+def load_npy(path: str | os.PathLike, mmap: bool = True) -> np.ndarray:
+    """Load an array memory-mapped (read-only) unless asked otherwise."""
+    return np.load(path, mmap_mode="r" if mmap else None)
+
+
+def save_csv(path: str | os.PathLike, table: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+def save_json(path: str | os.PathLike, obj) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def save_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)

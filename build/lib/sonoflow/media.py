@@ -1,0 +1,202 @@
+"""Reading ultrasound media: videos, DICOM files and still images.
+
+``probe`` is the cheap check run on every item before any job starts (header plus, for videos,
+the first frame). ``iter_frames`` decodes an item exactly once, yielding only the frames that the
+sampling plan keeps, as 2-D uint8 grayscale arrays.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import cv2
+import numpy as np
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".gif", ".m4v", ".mkv"})
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+DICOM_EXTENSIONS = frozenset({".dcm", ".dicom"})
+SUPPORTED_EXTENSIONS = VIDEO_EXTENSIONS | IMAGE_EXTENSIONS | DICOM_EXTENSIONS
+
+
+class MediaError(ValueError):
+    """A file that cannot be used as an item (unreadable, corrupt, empty, unsupported)."""
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    kind: str  # "video", "image" or "dicom"
+    width: int
+    height: int
+    n_frames: int  # 1 for stills; a container estimate for videos (may be 0 when unknown)
+    fps: float  # 0.0 for stills or when the container does not say
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def media_kind(path: str | os.PathLike) -> str:
+    ext = Path(path).suffix.lower()
+    if ext in VIDEO_EXTENSIONS:
+        return "video"
+    if ext in IMAGE_EXTENSIONS:
+        return "image"
+    if ext in DICOM_EXTENSIONS:
+        return "dicom"
+    raise MediaError(
+        f"unsupported file type {ext or '(no extension)'!r}; supported: {', '.join(sorted(SUPPORTED_EXTENSIONS))}"
+    )
+
+
+def to_gray_uint8(frame: np.ndarray) -> np.ndarray:
+    """Any decoded frame (gray, BGR, BGRA, 16-bit, float) to 2-D uint8."""
+    if frame.ndim == 3:
+        if frame.shape[2] == 1:
+            frame = frame[:, :, 0]
+        elif frame.shape[2] == 4:
+            frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2GRAY)
+        else:
+            frame = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    if frame.dtype != np.uint8:
+        frame = frame.astype(np.float32)
+        lo, hi = float(frame.min()), float(frame.max())
+        frame = np.zeros(frame.shape, np.uint8) if hi <= lo else ((frame - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+    return np.ascontiguousarray(frame)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """A still image (or mask) as 2-D uint8 grayscale."""
+    data = np.fromfile(str(path), dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if image is None:
+        # OpenCV cannot read GIF stills; Pillow can.
+        try:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                image = np.asarray(im.convert("L"))
+        except Exception as exc:  # noqa: BLE001 - any failure means "unreadable"
+            raise MediaError(f"cannot decode image {path}: {exc}") from exc
+    return to_gray_uint8(image)
+
+
+def _dicom_fps(ds) -> float:
+    """Frame rate from the DICOM header (FrameTime in ms, else the cine or display rate)."""
+    frame_time = float(getattr(ds, "FrameTime", 0) or 0)
+    if frame_time > 0:
+        return 1000.0 / frame_time
+    return float(getattr(ds, "CineRate", 0) or getattr(ds, "RecommendedDisplayFrameRate", 0) or 0)
+
+
+def _dicom_pixels(path: str | os.PathLike) -> tuple[np.ndarray, float]:
+    """All frames as (N, H, W) uint8 or (N, H, W, 3) BGR, and the frame rate (0 if unknown)."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(str(path))
+        pixels = ds.pixel_array
+    except Exception as exc:  # noqa: BLE001
+        raise MediaError(f"cannot decode DICOM {path}: {exc}") from exc
+    n_frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
+    if n_frames == 1:
+        pixels = pixels[None]
+    if samples == 1 and pixels.ndim == 4:
+        pixels = pixels[..., 0]
+    if pixels.dtype != np.uint8:
+        # One scale for the whole cine, so brightness does not flicker from frame to frame.
+        pixels = pixels.astype(np.float32)
+        lo, hi = float(pixels.min()), float(pixels.max())
+        pixels = np.zeros(pixels.shape, np.uint8) if hi <= lo else ((pixels - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+    if str(getattr(ds, "PhotometricInterpretation", "")) == "MONOCHROME1":
+        pixels = 255 - pixels  # MONOCHROME1 stores bright as low values
+    # pydicom >= 3 already returns YBR colour data as RGB (the header still says YBR).
+    if samples == 3:
+        pixels = pixels[..., ::-1]  # RGB -> BGR for to_gray_uint8
+    return pixels, _dicom_fps(ds)
+
+
+def probe(path: str | os.PathLike) -> MediaInfo:
+    """Cheap validity check of one item; raises MediaError with the reason."""
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"file not found: {path}")
+    kind = media_kind(path)
+    if kind == "image":
+        from PIL import Image
+
+        try:
+            with Image.open(path) as im:
+                width, height = im.size
+                im.verify()  # checks structure and checksums without decoding pixels
+        except Exception as exc:  # noqa: BLE001
+            raise MediaError(f"cannot read image {path}: {exc}") from exc
+        return MediaInfo("image", width, height, 1, 0.0)
+    if kind == "dicom":
+        import pydicom
+
+        try:
+            ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+            width, height = int(ds.Columns), int(ds.Rows)
+        except Exception as exc:  # noqa: BLE001
+            raise MediaError(f"cannot read DICOM {path}: {exc}") from exc
+        return MediaInfo("dicom", width, height, int(getattr(ds, "NumberOfFrames", 1) or 1), _dicom_fps(ds))
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise MediaError(f"cannot open video {path} (corrupt or unsupported codec)")
+        ok, frame = cap.read()
+        if not ok or frame is None:
+            raise MediaError(f"video {path} has no decodable frame")
+        n_frames = max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        height, width = frame.shape[:2]
+    finally:
+        cap.release()
+    return MediaInfo("video", int(width), int(height), n_frames, fps if np.isfinite(fps) else 0.0)
+
+
+def iter_frames(
+    path: str | os.PathLike, keep: Callable[[int, float], bool] | None = None
+) -> Iterator[tuple[int, float, np.ndarray]]:
+    """Decode ``path`` once and yield ``(frame_index, time_s, gray_uint8)`` for kept frames.
+
+    ``keep(index, time_s)`` decides per frame; frames it rejects are grabbed but not converted,
+    which is the cheap path in OpenCV. Stills yield a single frame with index 0 and time 0.
+    """
+    keep = keep or (lambda index, time_s: True)
+    kind = media_kind(path)
+    if kind == "image":
+        yield 0, 0.0, read_image(path)
+        return
+    if kind == "dicom":
+        pixels, fps = _dicom_pixels(path)
+        for index, frame in enumerate(pixels):
+            time_s = index / fps if fps else 0.0
+            if keep(index, time_s):
+                yield index, time_s, to_gray_uint8(np.asarray(frame))
+        return
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise MediaError(f"cannot open video {path} (corrupt or unsupported codec)")
+    try:
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        fps = fps if np.isfinite(fps) and fps > 0 else 0.0
+        index = 0
+        kept_any = decoded_any = False
+        while cap.grab():
+            time_s = index / fps if fps else 0.0
+            if keep(index, time_s):
+                kept_any = True
+                ok, frame = cap.retrieve()
+                if ok and frame is not None:
+                    decoded_any = True
+                    yield index, time_s, to_gray_uint8(frame)
+            index += 1
+        # keep() is asked exactly once per frame: it may count what it has accepted.
+        if index == 0 or (kept_any and not decoded_any):
+            raise MediaError(f"video {path} has no decodable frame")
+    finally:
+        cap.release()

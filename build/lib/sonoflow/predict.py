@@ -1,0 +1,224 @@
+"""Applying a trained run to new cases: the fold ensemble's probabilities per frame, item and
+patient, the call (argmax, or the binary question's Youden threshold chosen on validation),
+Grad-CAM overlays of the ensemble's call, and a small self-contained HTML report.
+
+The frames come from the same ingest, denoise and (for ROI input) segmentation steps as the
+training data, and probabilities are aggregated exactly as evaluation aggregates the test
+patients: the mean of the folds' softmax per frame, then the mean over an item's or a patient's
+frames. So a case that was also a test case gets the probabilities evaluation reported for it.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from sonoflow.metrics import aggregate, fold_ensemble
+
+CALL_COLUMNS = ["score", "threshold", "call"]
+
+
+@dataclass
+class Prediction:
+    frames: pd.DataFrame  # fold-ensemble probabilities per frame
+    items: pd.DataFrame  # per item: mean over its frames, the call
+    patients: pd.DataFrame  # per patient: mean over its frames, the call
+
+
+def unlabelled_sheet(sheet_path: str | os.PathLike, patients: Sequence[str]) -> pd.DataFrame:
+    """The rows of a sample sheet for ``patients`` with absolute paths and no label: e.g. a run's
+    own test patients as new cases, to check predict against evaluation."""
+    from sonoflow.sheet import read_sheet
+
+    rows = read_sheet(sheet_path)
+    return rows.loc[rows["patient_id"].isin(set(patients)), ["patient_id", "item_id", "path", "mask"]]
+
+
+def read_thresholds(path: str | os.PathLike) -> tuple[dict, tuple[str, ...]]:
+    """The run's decision rule from evaluate's thresholds.json: level -> threshold, positive classes."""
+    saved = json.loads(Path(path).read_text())
+    return saved["thresholds"], tuple(saved.get("positive") or ())
+
+
+def with_calls(table: pd.DataFrame, labels: Sequence[str], positive: Sequence[str], threshold: float | None) -> pd.DataFrame:
+    """``predicted`` is the most probable class; for a binary question also the positive classes'
+    summed probability (``score``), the cut chosen on validation, and ``call`` positive/negative."""
+    table = table.copy()
+    if positive:
+        table["score"] = table[[f"prob_{name}" for name in positive]].sum(axis=1)
+        table["threshold"] = threshold if threshold is not None else 0.5
+        table["call"] = np.where(table["score"] >= table["threshold"], "positive", "negative")
+    return table
+
+
+def ensemble_prediction(fold_tables: Sequence[pd.DataFrame], labels: Sequence[str], thresholds: Mapping,
+                        positive: Sequence[str] = ()) -> Prediction:
+    """Fold tables (sonoflow.train.prediction_table of every fold on the same frames) -> the fold
+    ensemble per frame, item (image-level threshold) and patient (patient-level threshold)."""
+    frames = fold_ensemble(fold_tables, labels)
+    items = aggregate(frames, labels, by="item_id")
+    patients = aggregate(frames, labels, by="patient_id")
+    return Prediction(frames=with_calls(frames, labels, positive, thresholds.get("image")),
+                      items=with_calls(items, labels, positive, thresholds.get("image")),
+                      patients=with_calls(patients, labels, positive, thresholds.get("patient")))
+
+
+def patients_seen(splits: Mapping) -> set[str]:
+    """Patients some fold trained or early-stopped on (every non-test patient of the run)."""
+    return {pid for fold in splits["folds"] for part in ("train", "val") for pid in fold[part]}
+
+
+def mark_seen_patients(table: pd.DataFrame, seen: set[str]) -> pd.DataFrame:
+    """``seen_in_training``: a patient id the run's models were fitted or early-stopped on; their
+    probabilities are optimistic. The run's own test patients are not seen."""
+    return table.assign(seen_in_training=table["patient_id"].isin(seen))
+
+
+def called_class(item: Mapping, labels: Sequence[str], positive: Sequence[str] = ()) -> str:
+    """The class an item's call stands for: the most probable class; for a binary question the
+    most probable class on the side of the threshold the call fell (a positive call below the
+    argmax is drawn for its positive class, not for the argmax)."""
+    if not positive or "call" not in item:
+        return item["predicted"]
+    side = [name for name in labels if (name in positive) == (item["call"] == "positive")]
+    return max(side, key=lambda name: item[f"prob_{name}"])
+
+
+def representative_frames(frames: pd.DataFrame, items: pd.DataFrame, labels: Sequence[str], limit: int,
+                          positive: Sequence[str] = ()) -> pd.DataFrame:
+    """Per item (at most ``limit``, in patient and item order): the frame on which the ensemble is
+    most sure of the class the item's call stands for; its CAM is drawn for that class."""
+    chosen = []
+    for item in items.sort_values(["patient_id", "item_id"]).head(limit).to_dict("records"):
+        shown_class = called_class(item, labels, positive)
+        of_item = frames[frames["item_id"] == item["item_id"]]
+        column = f"prob_{shown_class}"
+        best = of_item.loc[of_item[column].idxmax()]
+        chosen.append({**best.to_dict(), "item_predicted": shown_class, "class_index": list(labels).index(shown_class),
+                       "item_probability": item[column], "item_call": item.get("call", "")})
+    return pd.DataFrame(chosen)
+
+
+def fold_cams(model, checkpoint: Mapping, images: np.ndarray, classes: Sequence[int], method: str,
+              batch_size: int = 16) -> np.ndarray:
+    """One fold's CAMs (N, H, W) of ``images`` for ``classes``, at the images' resolution."""
+    from sonoflow.cam import compute_cams, model_input, to_frame_size
+
+    device = next(model.parameters()).device
+    x = model_input(images, checkpoint["settings"]["input_size"], device)
+    return to_frame_size(compute_cams(model, checkpoint["model_name"], x, classes, method, batch_size), images.shape[-2:])
+
+
+def overlay_figure(path, images: np.ndarray, cams: np.ndarray, shown: pd.DataFrame, title: str) -> None:
+    """The chosen frame of each item with the ensemble's CAM for its predicted class."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
+    from sonoflow.figures import save_figure
+
+    columns = min(4, max(1, len(shown)))
+    rows = max(1, -(-len(shown) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 3.1 * rows), squeeze=False)
+    for axis in axes.ravel():
+        axis.axis("off")
+    for axis, image, cam, row in zip(axes.ravel(), images, cams, shown.itertuples(index=False)):
+        gray = np.repeat(image[..., None], 3, axis=2).astype(np.float32) / 255
+        axis.imshow(show_cam_on_image(gray, cam, use_rgb=True, image_weight=0.55))
+        call = f" ({row.item_call})" if row.item_call else ""
+        axis.set_title(f"{row.patient_id} / {row.item_id}\n→ {row.item_predicted} {row.item_probability:.2f}{call}",
+                       fontsize=7)
+    figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    save_figure(figure, path)
+
+
+def predict_run(frames: pd.DataFrame, checkpoints: Sequence[str | os.PathLike], stores: Sequence, labels: Sequence[str],
+                thresholds: Mapping, positive: Sequence[str] = (), *, overlays: int = 24, cam_method: str = "gradcam",
+                device: str = "auto") -> tuple[Prediction, pd.DataFrame, np.ndarray, np.ndarray, bool]:
+    """Every fold's classifier (``checkpoints[k]`` reading its frames from ``stores[k]``) on
+    ``frames``; returns the prediction, the frames shown, their pixels, the CAMs drawn over them
+    and whether those are the fold ensemble's (mean of the folds' CAMs; only when every fold saw
+    the same pixels, i.e. not for ROI input with one segmenter per fold, else fold 0's)."""
+    from sonoflow.cam import load_classifier
+    from sonoflow.train import predict_proba, prediction_table
+
+    fold_tables = []
+    for path, store in zip(checkpoints, stores):
+        model, checkpoint = load_classifier(path, device)
+        if list(checkpoint["labels"]) != list(labels):
+            raise ValueError(f"{path} was trained for labels {checkpoint['labels']}, the run's are {list(labels)}")
+        probs = predict_proba(model, store.gather(frames), checkpoint["settings"]["input_size"],
+                              device=next(model.parameters()).device, amp=checkpoint["settings"].get("amp", True))
+        fold_tables.append(prediction_table(frames, probs, labels))
+    prediction = ensemble_prediction(fold_tables, labels, thresholds, positive)
+    shown = representative_frames(prediction.frames, prediction.items, list(labels), overlays, positive)
+    if shown.empty:
+        return prediction, shown, np.zeros((0, 1, 1), np.uint8), np.zeros((0, 1, 1), np.float32), False
+    images, cams = [], []
+    for path, store in zip(checkpoints, stores):
+        model, checkpoint = load_classifier(path, device)
+        images.append(store.gather(shown))
+        cams.append(fold_cams(model, checkpoint, images[-1], shown["class_index"].tolist(), cam_method))
+    ensemble = all(np.array_equal(images[0], other) for other in images[1:])
+    return prediction, shown, images[0], (np.mean(cams, axis=0) if ensemble else cams[0]), ensemble
+
+
+# --- Report -------------------------------------------------------------------------------------------
+
+
+def _table_html(table: pd.DataFrame) -> str:
+    shown = table.copy()
+    if "label" in shown and not shown["label"].astype(str).str.len().any():
+        shown = shown.drop(columns="label")  # new cases without labels
+    for column in shown.columns:
+        if shown[column].dtype.kind == "f":
+            shown[column] = shown[column].map(lambda value: f"{value:.3f}")
+    return shown.to_html(index=False, border=0, classes="table", escape=True)
+
+
+def _image_html(path: str | os.PathLike) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return f'<img alt="{html.escape(Path(path).name)}" style="max-width:100%" src="data:image/png;base64,{data}">'
+
+
+def report_html(batch: str, sheet: str, runs: Mapping[str, Mapping[str, str | os.PathLike]], labels: Sequence[str],
+                positive: Sequence[str], notes: Sequence[str] = ()) -> str:
+    """One self-contained page: per run, the patients' and items' probabilities and calls, and the
+    CAM overlays. ``runs``: name -> {"patients", "items", "overlays"} paths."""
+    question = (f"binary: {', '.join(positive)} vs the rest; the call uses the Youden threshold chosen on the "
+                "validation patients (items: image level, patients: patient level)") if positive else \
+        f"multi-class: the most probable of {', '.join(labels)}"
+    parts = [f"<h1>sonoflow predictions: {html.escape(batch)}</h1>",
+             f"<p>Sample sheet <code>{html.escape(sheet)}</code>. Question: {html.escape(question)}. "
+             "Probabilities are the mean of the trained folds' softmax outputs (the fold ensemble), averaged over "
+             "an item's or a patient's frames.</p>",
+             "<p><b>Research use only.</b> The model was validated only on held-out patients of the data set it "
+             "was trained on (see the run's evaluation); these outputs are not a diagnosis.</p>"]
+    parts += [f"<p>{html.escape(note)}</p>" for note in notes]
+    for name, paths in runs.items():
+        patients = pd.read_csv(paths["patients"], dtype={"patient_id": str, "label": str}, keep_default_na=False)
+        items = pd.read_csv(paths["items"], dtype={"patient_id": str, "item_id": str, "label": str}, keep_default_na=False)
+        parts.append(f"<h2>{html.escape(name)}</h2>")
+        seen = int((patients.get("seen_in_training", pd.Series(dtype=str)).astype(str) == "True").sum())
+        if seen:
+            parts.append(f"<p><b>{seen} of {len(patients)} patients were training or validation patients of this run"
+                         "</b> (seen_in_training): their probabilities are optimistic.</p>")
+        parts += [f"<h3>Patients ({len(patients)})</h3>", _table_html(patients),
+                  f"<h3>Items ({len(items)})</h3>", _table_html(items)]
+        if paths.get("overlays") and Path(paths["overlays"]).stat().st_size:
+            parts += ["<h3>Grad-CAM of the predicted class</h3>", _image_html(paths["overlays"])]
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
+             "table{border-collapse:collapse;font-size:12px}td,th{padding:2px 6px;border-bottom:1px solid #ddd}")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>sonoflow predictions {html.escape(batch)}</title>"
+            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")

@@ -1,0 +1,456 @@
+"""Stage 4, segment: a U-Net (segmentation-models-pytorch) that marks the lesion, and ROI crops.
+
+The U-Net is trained on the frames that have a lesion mask, from the patients a
+``PatientPartition`` allows (never test patients), with early stopping on a patient-grouped
+validation part. It then predicts a mask for every frame; post-processing keeps the largest
+component (or all above a minimum area) and fills holes; the classifier's ROI input is the
+frame cropped to the predicted lesion with a margin. A frame without a predicted lesion keeps
+its full frame as ROI, so no frame is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Mapping, Sequence
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from scipy import ndimage
+from torch import nn
+
+from sonoflow.frames import IngestSettings, crop_resize
+from sonoflow.models import _state_dict_of, adapt_input_channels, map_by_position, resolve_weights
+from sonoflow.split import PatientPartition, select_frames, unit_hash
+from sonoflow.train import AugmentSettings, as_unit_float, augment_batch, normalise, pick_device, seed_everything
+
+log = logging.getLogger("sonoflow.segment")
+
+KEEP_MODES = ("largest", "all")
+
+
+@dataclass(frozen=True)
+class SegmentSettings:
+    encoder: str = "resnet18"  # any segmentation-models-pytorch encoder, e.g. resnet34, tu-efficientnet_lite0
+    weights: str | None = None  # local encoder weights (torchvision/timm state dict); never downloaded
+    input_size: int = 128  # the U-Net sees frames at this size (a multiple of 32)
+    epochs: int = 30
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    steps_per_epoch: int = 0  # batches per epoch; 0 = one pass (small mask sets need more steps)
+    patience: int = 6  # early stopping: epochs without a lower validation loss
+    val_fraction: float = 0.15  # share of the usable masked patients held out for early stopping
+    threshold: float = 0.5  # probability above which a pixel is lesion
+    min_area: float = 0.002  # components smaller than this share of the frame are noise
+    keep: str = "largest"  # largest | all (every component above min_area)
+    margin: float = 0.15  # ROI margin on each side, as a share of the lesion box's longer side
+    seed: int = 42
+    device: str = "auto"
+    amp: bool = True
+    augment: AugmentSettings = field(default_factory=AugmentSettings)
+
+    def __post_init__(self) -> None:
+        if self.input_size % 32:
+            raise ValueError(f"segment input_size must be a multiple of 32 (U-Net depth 5), got {self.input_size}")
+        if self.keep not in KEEP_MODES:
+            raise ValueError(f"segment keep must be one of {KEEP_MODES}, got {self.keep!r}")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"segment val_fraction must be in (0, 1), got {self.val_fraction}")
+        if not 0 < self.threshold < 1:
+            raise ValueError(f"segment threshold must be in (0, 1), got {self.threshold}")
+
+    @classmethod
+    def from_config(cls, config: Mapping) -> "SegmentSettings":
+        known = {f.name for f in fields(cls)} - {"augment"}
+        values = {key: config[key] for key in known if key in config and config[key] is not None}
+        return cls(augment=AugmentSettings(**(config.get("augment") or {})), **values)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# --- Model --------------------------------------------------------------------------------------
+
+
+def load_encoder_weights(model: nn.Module, encoder: str, path) -> None:
+    """Published backbone weights into the U-Net's encoder; every encoder tensor must be covered.
+
+    ``tu-*`` encoders are timm models (features only); the EfficientNet-PyTorch key layout is
+    mapped onto the full timm model by position first, as for the classifier.
+    """
+    state = _state_dict_of(torch.load(path, map_location="cpu", weights_only=True))
+    target = model.encoder.model if encoder.startswith("tu-") else model.encoder
+    if any(key.startswith("_conv_stem") for key in state):
+        import timm
+
+        state = map_by_position(state, timm.create_model(encoder.removeprefix("tu-"), pretrained=False))
+    ours = target.state_dict()
+    missing = [key for key in ours if key not in state and not key.endswith("num_batches_tracked")]
+    if missing:
+        raise ValueError(f"weights {path} do not fit encoder {encoder}: {len(missing)} tensors missing (e.g. {missing[:3]})")
+    target.load_state_dict({key: value for key, value in state.items() if key in ours}, strict=False)
+    log.info("encoder %s: %d tensors from %s", encoder, len(ours), path)
+
+
+def build_unet(encoder: str, in_channels: int = 1, weights: str | None = None) -> nn.Module:
+    """A one-class U-Net; with ``weights`` the encoder starts from them (RGB stem made gray)."""
+    import segmentation_models_pytorch as smp
+
+    path = resolve_weights(weights)
+    model = smp.Unet(encoder_name=encoder, encoder_weights=None, in_channels=3 if path else in_channels, classes=1)
+    if path is not None:
+        load_encoder_weights(model, encoder, path)
+        adapt_input_channels(model.encoder, in_channels)
+    return model
+
+
+class DiceBCELoss(nn.Module):
+    """Dice + binary cross-entropy on logits (smp's losses): overlap and per-pixel calibration."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import segmentation_models_pytorch as smp
+
+        self.dice = smp.losses.DiceLoss("binary", from_logits=True)
+        self.bce = nn.BCEWithLogitsLoss()
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.dice(logits, target) + self.bce(logits, target)
+
+
+# --- Training -------------------------------------------------------------------------------------
+
+
+@dataclass
+class SegmenterResult:
+    model: nn.Module
+    history: pd.DataFrame
+    best_epoch: int
+
+
+def _logits(model: nn.Module, x: torch.Tensor, size: int, use_amp: bool) -> torch.Tensor:
+    """U-Net logits at the frames' own resolution for a [0, 1] batch (B, 1, H, W)."""
+    height, width = x.shape[-2:]
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_amp):
+        logits = model(normalise(x, size)).float()
+    if logits.shape[-2:] != (height, width):
+        logits = nn.functional.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+    return logits
+
+
+@torch.no_grad()
+def predict_masks(model: nn.Module, frames: np.ndarray, settings: SegmentSettings, batch_size: int = 32,
+                  device: torch.device | None = None) -> np.ndarray:
+    """Lesion probabilities (N, H, W) float32 for uint8 frames (N, H, W)."""
+    device = device or next(model.parameters()).device
+    use_amp = settings.amp and device.type == "cuda"
+    model.eval()
+    out = np.empty(frames.shape, np.float32)
+    for start in range(0, len(frames), batch_size):
+        x = as_unit_float(torch.as_tensor(np.ascontiguousarray(frames[start : start + batch_size])).to(device))
+        out[start : start + len(x)] = torch.sigmoid(_logits(model, x, settings.input_size, use_amp))[:, 0].cpu().numpy()
+    return out
+
+
+def epoch_batches(n: int, batch_size: int, steps: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """Index batches of one epoch: seeded permutations, repeated until ``steps`` batches (at
+    least one pass); a last batch of one is dropped, since BatchNorm cannot train on it."""
+    batches: list[torch.Tensor] = []
+    while not batches or len(batches) < steps:
+        order = torch.randperm(n, generator=generator)
+        batches += [order[start : start + batch_size] for start in range(0, n, batch_size)
+                    if n == 1 or len(order[start : start + batch_size]) > 1]
+    return batches[: max(steps, 1)] if steps else batches
+
+
+def train_segmenter(frames: np.ndarray, masks: np.ndarray, val_frames: np.ndarray, val_masks: np.ndarray,
+                    settings: SegmentSettings) -> SegmenterResult:
+    """Train a U-Net on (N, H, W) uint8 frames and 0/1 masks; early stopping on validation loss."""
+    if len(frames) == 0 or len(val_frames) == 0:
+        raise ValueError("the segmenter needs masked frames in both its training and validation part")
+    seed_everything(settings.seed)
+    device = pick_device(settings.device)
+    use_amp = settings.amp and device.type == "cuda"
+    model = build_unet(settings.encoder, 1, settings.weights).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    x_train = torch.as_tensor(np.ascontiguousarray(frames)).to(device)
+    y_train = torch.as_tensor(np.ascontiguousarray(masks)).to(device)
+    loss_fn = DiceBCELoss()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(settings.epochs, 1))
+    generator = torch.Generator().manual_seed(settings.seed)
+    val_target = np.ascontiguousarray(val_masks).astype(bool)
+
+    history, best_loss, best_epoch, best_state = [], math.inf, 0, None
+    for epoch in range(1, settings.epochs + 1):
+        if best_epoch and epoch - best_epoch > settings.patience:
+            break
+        model.train()
+        started, loss_sum, seen = time.perf_counter(), torch.zeros((), device=device), 0
+        for index in epoch_batches(len(x_train), settings.batch_size, settings.steps_per_epoch, generator):
+            x = as_unit_float(x_train[index.to(device)])
+            y = y_train[index.to(device)].float().unsqueeze(1)
+            if settings.augment.enabled:
+                x, y = augment_batch(x, settings.augment, generator, masks=y)
+            logits = _logits(model, x, settings.input_size, use_amp)
+            loss = loss_fn(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach() * len(index)
+            seen += len(index)
+        scheduler.step()
+        probs = predict_masks(model, val_frames, settings, device=device)
+        val_loss = float(loss_fn(torch.logit(torch.from_numpy(probs).clamp(1e-6, 1 - 1e-6)).unsqueeze(1),
+                                 torch.from_numpy(val_target).float().unsqueeze(1)))
+        scores = mask_scores(np.stack([postprocess(p, settings) for p in probs]), val_target)
+        row = {"epoch": epoch, "train_loss": float(loss_sum) / max(seen, 1), "val_loss": val_loss,
+               "val_dice": float(np.nanmean(scores["dice"])), "lr": optimizer.param_groups[0]["lr"],
+               "seconds": time.perf_counter() - started}
+        if val_loss < best_loss:
+            best_loss, best_epoch = val_loss, epoch
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        history.append(row)
+        log.info("epoch %d/%d train_loss %.4f val_loss %.4f val_dice %.3f", epoch, settings.epochs,
+                 row["train_loss"], val_loss, row["val_dice"])
+    model.load_state_dict(best_state)
+    table = pd.DataFrame(history)
+    table["best"] = table["epoch"] == best_epoch
+    return SegmenterResult(model, table, best_epoch)
+
+
+def save_segmenter(path, model: nn.Module, settings: SegmentSettings, partition: PatientPartition,
+                   best_epoch: int) -> None:
+    """The U-Net with its settings and the patients it trained and validated on (kept so that
+    evaluation can prove it never saw the patients it is scored on)."""
+    from sonoflow.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save({"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                    "settings": settings.to_dict(), "best_epoch": best_epoch,
+                    "patients": {"train": sorted(partition.train), "val": sorted(partition.val)}}, tmp)
+
+
+def load_segmenter(path, device: str | None = None) -> tuple[nn.Module, SegmentSettings, dict]:
+    """The trained U-Net (on its configured device), its settings and its patient lists."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    stored = dict(checkpoint["settings"])
+    settings = SegmentSettings(**{**stored, "augment": AugmentSettings(**stored["augment"]), "weights": None})
+    model = build_unet(settings.encoder, 1)
+    model.load_state_dict(checkpoint["model"])
+    return model.to(pick_device(device or settings.device)), settings, checkpoint["patients"]
+
+
+def segment_frames(model: nn.Module, frames: np.ndarray, settings: SegmentSettings) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """Post-processed lesion masks, ROI crops (same size as the frames) and the ROI table."""
+    masks = np.stack([postprocess(p, settings) for p in predict_masks(model, frames, settings)]) if len(frames) \
+        else np.zeros(frames.shape, np.uint8)
+    rois, table = roi_crops(frames, masks, frames.shape[-1], settings.margin)
+    return masks, rois, table
+
+
+def lesion_views(truth: np.ndarray, has_truth: np.ndarray, predicted: np.ndarray, rois: pd.DataFrame,
+                 margin: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The best lesion mask of every frame (the ground truth where the item has one, else the
+    U-Net's) in frame geometry and in the geometry of its ROI crop, and where each came from
+    (``truth`` or ``unet``). Explanation quality is scored against these."""
+    has_truth = np.asarray(has_truth, bool)
+    lesions = np.where(has_truth[:, None, None], truth, predicted).astype(np.uint8)
+    geometry = IngestSettings(size=lesions.shape[-1], resize="pad")
+    roi_lesions = np.empty_like(lesions)
+    for index, row in enumerate(rois.itertuples()):
+        box = (row.roi_y0, row.roi_y1, row.roi_x0, row.roi_x1)
+        roi_lesions[index] = crop_resize(lesions[index], box, np.ones(lesions.shape[1:], bool), geometry, is_mask=True)
+    return lesions, roi_lesions, np.where(has_truth, "truth", "unet")
+
+
+# --- Which patients train which segmenter ---------------------------------------------------------
+
+
+def segmenter_partition(frames: pd.DataFrame, splits: Mapping, name: str, settings: SegmentSettings) -> PatientPartition:
+    """Which patients train and validate a segmenter; all others go in ``test`` (never used).
+
+    ``all`` may use every non-test patient; ``fold_K`` only fold K's training patients, so that
+    fold K's validation patients are unseen by the U-Net too (a strictly leak-free CV). Of the
+    usable patients with masks, a ``val_fraction`` share chosen by a stable hash of the patient
+    id (at least one) is held out for early stopping.
+    """
+    folds = {int(fold["fold"]): fold for fold in splits["folds"]}
+    if name == "all":
+        usable = set().union(*(set(f["train"]) | set(f["val"]) for f in folds.values()))
+    elif name.startswith("fold_") and name[5:].isdigit() and int(name[5:]) in folds:
+        usable = set(folds[int(name[5:])]["train"])
+    else:
+        raise ValueError(f"unknown segmenter {name!r}: 'all' or fold_K with K in {sorted(folds)}")
+    has_mask = frames["has_mask"].astype(str).str.lower() == "true"
+    masked = sorted(set(frames.loc[has_mask, "patient_id"]) & usable, key=lambda pid: unit_hash(settings.seed, pid))
+    if len(masked) < 2:
+        raise ValueError(f"segmenter {name}: {len(masked)} usable patient(s) with lesion masks; at least 2 are needed")
+    val = masked[: max(1, math.ceil(settings.val_fraction * len(masked)))]
+    everyone = set(frames["patient_id"])
+    return PatientPartition(train=sorted(usable - set(val)), val=val, test=sorted(everyone - usable))
+
+
+def masked_frames(frames: pd.DataFrame, partition: PatientPartition, part: str) -> pd.DataFrame:
+    """The frames of one part that carry a ground-truth lesion mask (images with no lesion
+    included: they teach the U-Net to predict nothing)."""
+    chosen = select_frames(frames, partition, part)
+    return chosen[chosen["has_mask"].astype(str).str.lower() == "true"]
+
+
+def evaluation_frames(frames: pd.DataFrame, splits: Mapping, segmenter_path) -> tuple[pd.DataFrame, str]:
+    """The masked frames a segmenter is scored on, and what they are: the test patients; else
+    patients it never saw (fold K's validation patients for a fold_K segmenter); else, as a last
+    resort and labelled so, its early-stopping validation patients. Overlap with its training
+    patients is refused by PatientPartition."""
+    patients = torch.load(segmenter_path, map_location="cpu", weights_only=False)["patients"]
+    has_mask = frames["has_mask"].astype(str).str.lower() == "true"
+    masked = set(frames.loc[has_mask, "patient_id"])
+    unseen = masked - set(patients["train"]) - set(patients["val"])
+    for part, chosen in (("test", masked & set(splits["test"])), ("unseen", unseen),
+                         ("early-stopping validation", masked & set(patients["val"]))):
+        if chosen:
+            PatientPartition(train=patients["train"], val=(), test=sorted(chosen))
+            return frames[has_mask & frames["patient_id"].isin(chosen)], part
+    raise ValueError("no masked frames outside the segmenter's training patients to evaluate it on")
+
+
+# --- Post-processing and ROI ------------------------------------------------------------------------
+
+
+def postprocess(probability: np.ndarray, settings: SegmentSettings) -> np.ndarray:
+    """Threshold, fill holes, and keep the largest component (or all) above ``min_area``: uint8 0/1."""
+    binary = ndimage.binary_fill_holes(probability >= settings.threshold).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    if n < 2:
+        return binary
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    big = np.flatnonzero(areas >= settings.min_area * binary.size) + 1
+    if settings.keep == "largest" and len(big):
+        big = big[[np.argmax(areas[big - 1])]]
+    return np.isin(labels, big).astype(np.uint8)
+
+
+def roi_box(mask: np.ndarray, margin: float) -> tuple[int, int, int, int] | None:
+    """A square box (y0, y1, x0, x1) around the lesion with ``margin`` on each side; None if empty."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return None
+    height, width = mask.shape
+    cy, cx = (rows[0] + rows[-1] + 1) / 2, (cols[0] + cols[-1] + 1) / 2
+    side = max(rows[-1] + 1 - rows[0], cols[-1] + 1 - cols[0]) * (1 + 2 * margin)
+    y0, x0 = max(0, int(round(cy - side / 2))), max(0, int(round(cx - side / 2)))
+    y1, x1 = min(height, int(round(cy + side / 2))), min(width, int(round(cx + side / 2)))
+    return y0, y1, x0, x1
+
+
+def roi_crops(frames: np.ndarray, masks: np.ndarray, size: int, margin: float) -> tuple[np.ndarray, pd.DataFrame]:
+    """ROI crops (N, size, size) uint8 and a table of their boxes; no lesion -> the full frame."""
+    geometry = IngestSettings(size=size, resize="pad")
+    crops = np.empty((len(frames), size, size), np.uint8)
+    rows = []
+    for index, (frame, mask) in enumerate(zip(frames, masks)):
+        box = roi_box(mask, margin)
+        full = (0, frame.shape[0], 0, frame.shape[1])
+        crops[index] = crop_resize(frame, box or full, np.ones(frame.shape, bool), geometry)
+        y0, y1, x0, x1 = box or full
+        rows.append({"row": index, "has_roi": box is not None, "lesion_share": float(mask.mean()),
+                     "roi_y0": y0, "roi_y1": y1, "roi_x0": x0, "roi_x1": x1})
+    return crops, pd.DataFrame(rows, columns=["row", "has_roi", "lesion_share", "roi_y0", "roi_y1", "roi_x0", "roi_x1"])
+
+
+# --- Metrics --------------------------------------------------------------------------------------
+
+
+def hausdorff95(predicted: np.ndarray, truth: np.ndarray) -> float:
+    """95th-percentile symmetric Hausdorff distance in pixels between mask borders (the medpy /
+    MONAI convention: the larger of the two directed 95th percentiles). 0 when both masks are
+    empty, NaN when exactly one is (the distance is undefined)."""
+    predicted, truth = predicted.astype(bool), truth.astype(bool)
+    if not predicted.any() and not truth.any():
+        return 0.0
+    if not predicted.any() or not truth.any():
+        return float("nan")
+
+    def border(mask: np.ndarray) -> np.ndarray:
+        return mask & ~ndimage.binary_erosion(mask, border_value=0)
+
+    to_truth = ndimage.distance_transform_edt(~border(truth))
+    to_predicted = ndimage.distance_transform_edt(~border(predicted))
+    return float(max(np.percentile(to_truth[border(predicted)], 95), np.percentile(to_predicted[border(truth)], 95)))
+
+
+def mask_scores(predicted: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-image Dice, IoU (smp.metrics; 1 when both masks are empty) and HD95, for (N, H, W) masks."""
+    import segmentation_models_pytorch as smp
+
+    p = torch.as_tensor(np.ascontiguousarray(predicted)).long().unsqueeze(1)
+    t = torch.as_tensor(np.ascontiguousarray(truth)).long().unsqueeze(1)
+    tp, fp, fn, tn = smp.metrics.get_stats(p, t, mode="binary")
+    dice = smp.metrics.f1_score(tp, fp, fn, tn, reduction="none", zero_division=1.0)[:, 0].numpy()
+    iou = smp.metrics.iou_score(tp, fp, fn, tn, reduction="none", zero_division=1.0)[:, 0].numpy()
+    hd95 = np.array([hausdorff95(a, b) for a, b in zip(predicted, truth)])
+    return {"dice": dice, "iou": iou, "hd95": hd95}
+
+
+def segmentation_table(frames: pd.DataFrame, predicted: np.ndarray, truth: np.ndarray) -> pd.DataFrame:
+    """One row per evaluated frame: ids, label, Dice, IoU, HD95 and both lesion areas."""
+    table = frames[["patient_id", "item_id", "frame_index", "label"]].reset_index(drop=True).copy()
+    for name, values in mask_scores(predicted, truth).items():
+        table[name] = values
+    table["true_share"] = truth.reshape(len(truth), -1).mean(axis=1)
+    table["predicted_share"] = predicted.reshape(len(predicted), -1).mean(axis=1)
+    return table
+
+
+def segmentation_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean and sd of Dice, IoU and HD95 per class, and over the frames that show a lesion."""
+    lesion = table[table["true_share"] > 0]
+    groups = [(label, part) for label, part in table.groupby("label")] + [("all lesions", lesion)]
+    rows = []
+    for label, part in groups:
+        row = {"label": label, "frames": len(part), "patients": part["patient_id"].nunique()}
+        for metric in ("dice", "iou", "hd95"):
+            values = part[metric].dropna()
+            row[f"{metric}_mean"] = float(values.mean()) if len(values) else float("nan")
+            row[f"{metric}_sd"] = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def overlay_figure(path, frames: np.ndarray, truth: np.ndarray, predicted: np.ndarray, table: pd.DataFrame,
+                   per_class: int = 4) -> None:
+    """A grid per class of frames with the true (green) and predicted (red) lesion outline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sonoflow.io import atomic_path
+
+    labels = sorted(table["label"].unique())
+    columns = max(1, min(per_class, int(table.groupby("label").size().max())))
+    figure, axes = plt.subplots(len(labels), columns, figsize=(2.4 * columns, 2.6 * len(labels)), squeeze=False)
+    for axis in axes.ravel():
+        axis.axis("off")
+    for r, label in enumerate(labels):
+        chosen = table.index[table["label"] == label][:columns]
+        for c, index in enumerate(chosen):
+            axis = axes[r, c]
+            axis.imshow(frames[index], cmap="gray", vmin=0, vmax=255)
+            if truth[index].any():
+                axis.contour(truth[index], levels=[0.5], colors="lime", linewidths=1)
+            if predicted[index].any():
+                axis.contour(predicted[index], levels=[0.5], colors="red", linewidths=1)
+            axis.set_title(f"{label}\n{table.at[index, 'item_id']} Dice {table.at[index, 'dice']:.2f}", fontsize=7)
+    figure.suptitle("held-out patients: true lesion (green), U-Net (red)", fontsize=9)
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=110, format="png")
+    plt.close(figure)

@@ -1,0 +1,433 @@
+"""Classifier training for one (model, fold): the loop, augmentation, resume and predictions.
+
+The training frames live as one uint8 tensor on the training device (they were decoded once, at
+ingest), so a batch is an index into memory; augmentation runs on the batch, on the same device.
+That keeps a GPU fed without worker processes, and is what `benchmarks/bench_train.py` measures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sonoflow.io import atomic_path, save_csv
+
+log = logging.getLogger("sonoflow.train")
+
+# Grayscale ImageNet statistics (the mean of the RGB ones): the first conv of a pretrained
+# backbone is collapsed to one channel by summing, so inputs are normalised like its RGB inputs.
+GRAY_MEAN, GRAY_STD = 0.449, 0.226
+
+
+@dataclass(frozen=True)
+class AugmentSettings:
+    hflip: float = 0.5  # probability of a horizontal flip
+    rotate: float = 10.0  # max degrees either way
+    translate: float = 0.05  # max shift, as a fraction of the side
+    scale: float = 0.1  # max zoom in or out, as a fraction
+    brightness: float = 0.1  # max additive change, in units of the [0, 1] intensity range
+    contrast: float = 0.1  # max relative change of contrast
+
+    @property
+    def enabled(self) -> bool:
+        return any(getattr(self, f.name) for f in fields(self))
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    model: str = "resnet18"
+    input: str = "full"  # full | roi | both (sonoflow.dataset.INPUT_CHANNELS)
+    weights: str | None = None  # local pretrained weights file (never downloaded)
+    init_from: str | None = None  # chained transfer: another run's checkpoint
+    input_size: int = 128
+    epochs: int = 20
+    batch_size: int = 32
+    optimizer: str = "adamw"  # adamw | sgd
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    scheduler: str = "cosine"  # cosine | none
+    patience: int = 5  # early stopping: epochs without a better validation loss
+    class_weighting: str = "balanced"  # balanced (loss weights) | sampler | none
+    seed: int = 42
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = True  # mixed precision on CUDA
+    augment: AugmentSettings = field(default_factory=AugmentSettings)
+
+    @classmethod
+    def from_config(cls, config: Mapping, model: str, weights: str | None = None) -> "TrainSettings":
+        known = {f.name for f in fields(cls)} - {"model", "weights", "augment"}
+        values = {key: config[key] for key in known if key in config and config[key] is not None}
+        augment = AugmentSettings(**(config.get("augment") or {}))
+        return cls(model=model, weights=weights, augment=augment, **values)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    history: pd.DataFrame
+    best_epoch: int
+    best_val_loss: float
+    resumed_from_epoch: int = 0
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device is 'cuda' but no CUDA device is available")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    # Warn instead of failing for the few CUDA kernels without a deterministic version.
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def as_unit_float(batch: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, H, W) or (B, C, H, W) -> float (B, C, H, W) in [0, 1]."""
+    x = batch.float().div_(255.0)
+    return x.unsqueeze(1) if x.ndim == 3 else x
+
+
+def normalise(x: torch.Tensor, input_size: int) -> torch.Tensor:
+    """[0, 1] float (B, C, H, W) -> the model's input: resized to input_size and standardised."""
+    if x.shape[-1] != input_size or x.shape[-2] != input_size:
+        x = F.interpolate(x, size=(input_size, input_size), mode="bilinear", align_corners=False)
+    return (x - GRAY_MEAN) / GRAY_STD
+
+
+def augment_batch(x: torch.Tensor, settings: AugmentSettings, generator: torch.Generator,
+                  masks: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Random flip, rotation, shift, zoom and intensity jitter, drawn per sample.
+
+    ``x`` is the float batch in [0, 1] before normalisation. Random numbers come from
+    ``generator`` on the CPU so that runs are reproducible on any device. With ``masks``
+    (B, 1, H, W) float, the same geometry moves them too (nearest sampling, no intensity change),
+    and the pair is returned.
+    """
+    batch = x.shape[0]
+
+    def uniform(limit: float) -> torch.Tensor:
+        return ((torch.rand(batch, generator=generator) * 2 - 1) * limit).to(x.device)
+
+    angle = uniform(math.radians(settings.rotate))
+    zoom = 1 + uniform(settings.scale)
+    flip = torch.where(torch.rand(batch, generator=generator) < settings.hflip, -1.0, 1.0).to(x.device)
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack(
+        [
+            torch.stack([cos * flip, -sin, uniform(2 * settings.translate)], dim=1),
+            torch.stack([sin * flip, cos, uniform(2 * settings.translate)], dim=1),
+        ],
+        dim=1,
+    )
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    contrast = (1 + uniform(settings.contrast)).view(-1, 1, 1, 1)
+    brightness = uniform(settings.brightness).view(-1, 1, 1, 1)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = ((x - mean) * contrast + mean + brightness).clamp_(0, 1)
+    if masks is None:
+        return x
+    masks = F.grid_sample(masks, grid[: len(masks)], mode="nearest", padding_mode="zeros", align_corners=False)
+    return x, masks
+
+
+def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
+    """Inverse-frequency weights (sklearn's 'balanced'); absent classes get weight 0."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    weights = np.where(counts > 0, len(labels) / (n_classes * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
+                               weight_decay=settings.weight_decay)
+    if settings.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    raise ValueError(f"unknown optimizer {settings.optimizer!r}; use adamw or sgd")
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, settings: TrainSettings):
+    if settings.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(settings.epochs, 1))
+    if settings.scheduler == "none":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
+    raise ValueError(f"unknown scheduler {settings.scheduler!r}; use cosine or none")
+
+
+def data_fingerprint(*arrays: np.ndarray) -> str:
+    """A digest of the training data, so a resume state is only reused for the same inputs."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(str(array.shape).encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]
+
+
+class EpochBatches:
+    """Index batches for one epoch: a seeded permutation, or a class-balanced draw."""
+
+    def __init__(self, labels: np.ndarray, batch_size: int, balanced: bool, generator: torch.Generator):
+        self.labels = torch.as_tensor(labels)
+        self.batch_size = batch_size
+        self.balanced = balanced
+        self.generator = generator
+
+    def __iter__(self):
+        n = len(self.labels)
+        if self.balanced:
+            counts = torch.bincount(self.labels).float()
+            weights = (1.0 / counts)[self.labels]
+            order = torch.multinomial(weights, n, replacement=True, generator=self.generator)
+        else:
+            order = torch.randperm(n, generator=self.generator)
+        # Drop a last batch of one: BatchNorm cannot train on it.
+        for start in range(0, n, self.batch_size):
+            index = order[start : start + self.batch_size]
+            if len(index) > 1 or n == 1:
+                yield index
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, frames: np.ndarray | torch.Tensor, input_size: int,
+                  batch_size: int = 64, device: torch.device | None = None, amp: bool = True) -> np.ndarray:
+    """Softmax probabilities (N, n_classes) for uint8 frames (N, H, W) or (N, C, H, W)."""
+    device = device or next(model.parameters()).device
+    model.eval()
+    data = torch.as_tensor(np.asarray(frames)) if not isinstance(frames, torch.Tensor) else frames
+    outputs = []
+    for start in range(0, len(data), batch_size):
+        x = normalise(as_unit_float(data[start : start + batch_size].to(device)), input_size)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+            logits = model(x)
+        outputs.append(torch.softmax(logits.float(), dim=1).cpu())
+    return torch.cat(outputs).numpy() if outputs else np.zeros((0, 0), np.float32)
+
+
+def validation_metrics(probs: np.ndarray, target: np.ndarray, loss_fn: nn.Module) -> dict:
+    """Loss, accuracy and (when every class is present) one-vs-rest AUC on the validation frames."""
+    from sklearn.metrics import roc_auc_score
+
+    log_probs = torch.log(torch.from_numpy(probs).clamp_min(1e-8))
+    metrics = {"val_loss": float(loss_fn(log_probs, torch.from_numpy(target))),
+               "val_accuracy": float((probs.argmax(1) == target).mean())}
+    if len(np.unique(target)) == probs.shape[1]:
+        scores = probs[:, 1] if probs.shape[1] == 2 else probs
+        metrics["val_auc"] = float(roc_auc_score(target, scores, multi_class="ovr"))
+    return metrics
+
+
+def train_classifier(
+    model: nn.Module,
+    train_frames: np.ndarray,
+    train_labels: np.ndarray,
+    val_frames: np.ndarray,
+    val_labels: np.ndarray,
+    n_classes: int,
+    settings: TrainSettings,
+    resume_path: str | os.PathLike | None = None,
+) -> TrainResult:
+    """Train with early stopping on validation loss; returns the best model (by that loss).
+
+    With ``resume_path``, the full state is saved there after every epoch, and a run that finds a
+    state for the same settings and data continues from its last finished epoch.
+    """
+    if len(train_frames) == 0 or len(val_frames) == 0:
+        raise ValueError("training and validation sets must both have frames")
+    seed_everything(settings.seed)
+    device = pick_device(settings.device)
+    use_amp = settings.amp and device.type == "cuda"
+    model = model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True
+
+    x_train = torch.as_tensor(np.ascontiguousarray(train_frames)).to(device)
+    y_train = torch.tensor(train_labels, dtype=torch.long)
+    x_val = torch.as_tensor(np.ascontiguousarray(val_frames))
+    y_val = torch.tensor(val_labels, dtype=torch.long)
+
+    weights = class_weights(train_labels, n_classes) if settings.class_weighting == "balanced" else None
+    loss_fn = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None)
+    eval_loss = nn.NLLLoss(weight=weights)
+    optimizer = make_optimizer(model, settings)
+    scheduler = make_scheduler(optimizer, settings)
+    generator = torch.Generator().manual_seed(settings.seed)
+    batches = EpochBatches(train_labels, settings.batch_size, settings.class_weighting == "sampler", generator)
+
+    fingerprint = json.dumps([settings.to_dict(), data_fingerprint(train_frames, train_labels, val_frames, val_labels)],
+                             sort_keys=True, default=str)
+    history: list[dict] = []
+    best_loss, best_epoch, best_state, start_epoch = math.inf, 0, None, 0
+    state = _load_resume_state(resume_path, fingerprint)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        history, best_loss, best_epoch, best_state = state["history"], state["best_loss"], state["best_epoch"], state["best_state"]
+        start_epoch = state["epoch"]
+        log.info("resuming from the state saved after epoch %d", start_epoch)
+
+    for epoch in range(start_epoch + 1, settings.epochs + 1):
+        if epoch - best_epoch > settings.patience and best_epoch > 0:
+            break
+        model.train()
+        # Running sums stay on the device: no host sync per step keeps a GPU busy.
+        started, seen = time.perf_counter(), 0
+        loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long)
+        for index in batches:
+            x = as_unit_float(x_train[index.to(device)])
+            if settings.augment.enabled:
+                x = augment_batch(x, settings.augment, generator)
+            x = normalise(x, settings.input_size)
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            y = y_train[index].to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                logits = model(x)
+                loss = loss_fn(logits.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            seen += len(index)
+            loss_sum += loss.detach() * len(index)
+            correct += (logits.argmax(1) == y).sum()
+        scheduler.step()
+        train_loss, train_accuracy = float(loss_sum) / max(seen, 1), int(correct) / max(seen, 1)  # waits for the device
+        seconds = time.perf_counter() - started
+        row = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
+               **validation_metrics(predict_proba(model, x_val, settings.input_size, max(settings.batch_size, 64),
+                                                  device, settings.amp), y_val.numpy(), eval_loss),
+               "lr": optimizer.param_groups[0]["lr"], "seconds": seconds, "images_per_s": seen / max(seconds, 1e-9)}
+        if row["val_loss"] < best_loss:
+            best_loss, best_epoch = row["val_loss"], epoch
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        history.append(row)
+        log.info("epoch %d/%d train_loss %.4f val_loss %.4f val_acc %.3f%s (%.0f img/s)", epoch, settings.epochs,
+                 row["train_loss"], row["val_loss"], row["val_accuracy"],
+                 f" val_auc {row['val_auc']:.3f}" if "val_auc" in row else "", row["images_per_s"])
+        if resume_path is not None:
+            _save_resume_state(resume_path, {
+                "fingerprint": fingerprint, "epoch": epoch, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "history": history,
+                "best_loss": best_loss, "best_epoch": best_epoch, "best_state": best_state,
+            })
+
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    table = pd.DataFrame(history)
+    table["best"] = table["epoch"] == best_epoch  # the epoch whose weights are returned
+    return TrainResult(model=model, history=table, best_epoch=best_epoch,
+                       best_val_loss=best_loss, resumed_from_epoch=start_epoch)
+
+
+def _load_resume_state(path, fingerprint: str) -> dict | None:
+    if path is None or not Path(path).exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # noqa: BLE001 - a damaged state means: start over
+        log.warning("ignoring unreadable resume state %s: %s", path, error)
+        return None
+    if state.get("fingerprint") != fingerprint:
+        log.info("resume state %s is for other settings or data; starting from epoch 0", path)
+        return None
+    return state
+
+
+def _save_resume_state(path, state: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, model_name: str, labels: Sequence[str],
+                    settings: TrainSettings, in_channels: int, best_epoch: int) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "model_name": model_name,
+                    "labels": list(labels), "settings": settings.to_dict(), "in_channels": in_channels,
+                    "best_epoch": best_epoch}, tmp)
+
+
+def prediction_table(frames: pd.DataFrame, probs: np.ndarray, labels: Sequence[str]) -> pd.DataFrame:
+    """Per-frame predictions: ids, true label, one probability column per class, predicted label."""
+    table = frames[["shard", "row", "patient_id", "item_id", "frame_index", "label"]].reset_index(drop=True).copy()
+    for index, name in enumerate(labels):
+        table[f"prob_{name}"] = probs[:, index]
+    table["predicted"] = [labels[i] for i in probs.argmax(1)]
+    return table
+
+
+def save_history(path: str | os.PathLike, history: pd.DataFrame) -> None:
+    save_csv(path, history)
+
+
+def run_fold(
+    frames: pd.DataFrame,
+    splits: Mapping,
+    fold: int,
+    store,
+    settings: TrainSettings,
+    labels: Sequence[str],
+    out_dir: str | os.PathLike,
+    resume_path: str | os.PathLike | None = None,
+) -> TrainResult:
+    """Train one fold and write best.pt, history.csv, predictions_val.csv and predictions_test.csv.
+
+    Frames reach the model only through the fold's PatientPartition, which refuses any patient
+    in two parts: leakage is a hard error here, not a convention upstream.
+    """
+    from sonoflow.models import build_model, load_checkpoint_into
+    from sonoflow.split import partition_for_fold, select_frames, usable_frames
+
+    out_dir = Path(out_dir)
+    frames = usable_frames(frames, splits)
+    partition = partition_for_fold(splits, fold)
+    parts = {name: select_frames(frames, partition, name) for name in ("train", "val", "test")}
+    class_index = {name: index for index, name in enumerate(labels)}
+    targets = {name: part["label"].map(class_index).to_numpy() for name, part in parts.items()}
+    log.info("fold %d: %s", fold, ", ".join(
+        f"{name} {part['patient_id'].nunique()} patients / {len(part)} frames" for name, part in parts.items()))
+
+    seed_everything(settings.seed)  # initial weights of the new head are seeded too
+    in_channels = getattr(store, "channels", 1)
+    model = build_model(settings.model, len(labels), in_channels=in_channels, weights=settings.weights,
+                        input_size=settings.input_size)
+    if settings.init_from:
+        load_checkpoint_into(model, settings.init_from)
+    result = train_classifier(model, store.gather(parts["train"]), targets["train"], store.gather(parts["val"]),
+                              targets["val"], len(labels), settings, resume_path=resume_path)
+    save_checkpoint(out_dir / "best.pt", result.model, model_name=settings.model, labels=labels,
+                    settings=settings, in_channels=in_channels, best_epoch=result.best_epoch)
+    save_history(out_dir / "history.csv", result.history)
+    device = next(result.model.parameters()).device
+    for name in ("val", "test"):
+        part = parts[name]
+        probs = (predict_proba(result.model, store.gather(part), settings.input_size, device=device, amp=settings.amp)
+                 if len(part) else np.zeros((0, len(labels)), np.float32))
+        save_csv(out_dir / f"predictions_{name}.csv", prediction_table(part, probs, labels))
+    return result
