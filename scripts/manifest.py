@@ -1,9 +1,19 @@
-"""Rule manifest: what produced these results (config, versions, git revision, data hashes)."""
+"""Rule manifest: what produced these results (config, versions, git revision, data hashes), the
+data's source (the built-in demo said so), every package the run's scripts import and, where
+CUDA is available, its versions, driver and GPUs."""
 
+from pathlib import Path
+
+from sonoflow.config import data_source
 from sonoflow.io import save_json
 from sonoflow.logs import log_to
 from sonoflow.report import run_manifest
+from sonoflow.stack import cuda_stack, imported_packages
 
 with log_to(snakemake.log[0]):
-    save_json(snakemake.output.manifest, run_manifest(snakemake.params.config, snakemake.params.workflow_dir,
-                                                      snakemake.params.sheet, snakemake.input.arrays))
+    manifest = run_manifest(snakemake.params.config, snakemake.params.workflow_dir, snakemake.params.sheet,
+                            snakemake.input.arrays)
+    manifest["data_source"] = data_source(snakemake.params.config)
+    manifest["packages_imported"] = imported_packages(sorted(Path(snakemake.params.workflow_dir, "scripts").glob("*.py")))
+    manifest["cuda"] = cuda_stack()
+    save_json(snakemake.output.manifest, manifest)
