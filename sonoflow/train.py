@@ -294,6 +294,8 @@ def train_classifier(
 
     for epoch in range(start_epoch + 1, settings.epochs + 1):
         if epoch - best_epoch > settings.patience and best_epoch > 0:
+            log.info("early stop: no lower validation loss for %d epochs; stopped at epoch %d of %d; kept epoch %d's "
+                     "weights", settings.patience, epoch - 1, settings.epochs, best_epoch)
             break
         model.train()
         # Running sums stay on the device: no host sync per step keeps a GPU busy.

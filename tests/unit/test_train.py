@@ -86,7 +86,8 @@ def test_training_learns_and_is_deterministic():
     assert first.history.loc[first.history["best"], "epoch"].item() == first.best_epoch
 
 
-def test_early_stopping_stops_after_patience():
+def test_early_stopping_stops_after_patience(caplog):
+    caplog.set_level("INFO", logger="sonoflow.train")
     x, y = bright_vs_dark(32, seed=0)
     xv = np.random.default_rng(5).integers(0, 255, (16, 24, 24), dtype=np.uint8)  # unlearnable validation
     yv = np.arange(16) % 2
@@ -94,6 +95,8 @@ def test_early_stopping_stops_after_patience():
     result = train_classifier(tiny_cnn(), x, y, xv, yv, 2, settings)
     assert len(result.history) < 30
     assert len(result.history) == result.best_epoch + 2
+    assert (f"stopped at epoch {len(result.history)} of 30; kept epoch {result.best_epoch}'s weights"
+            in caplog.text), caplog.text
 
 
 def test_interrupted_training_resumes_and_matches_an_uninterrupted_run(tmp_path, monkeypatch):
