@@ -59,8 +59,10 @@ def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
 
 
 def load_npy(path: str | os.PathLike, mmap: bool = True) -> np.ndarray:
-    """Load an array memory-mapped (read-only) unless asked otherwise."""
-    return np.load(path, mmap_mode="r" if mmap else None)
+    """Load an array memory-mapped unless asked otherwise. Copy-on-write: the file never changes,
+    and the array is writable in memory, so torch takes it without its non-writable-array warning
+    (pages are copied only if something writes to them, which nothing does)."""
+    return np.load(path, mmap_mode="c" if mmap else None)
 
 
 def save_csv(path: str | os.PathLike, table: pd.DataFrame) -> None:

@@ -32,3 +32,21 @@ def test_sigkill_mid_write_leaves_only_a_hidden_temp_that_the_next_write_removes
     assert len(leftovers) == 1 and leftovers[0].startswith(".out.npy.") and not target.exists()
     save_npy(target, np.arange(2))
     assert [p.name for p in tmp_path.iterdir()] == ["out.npy"]
+
+
+def test_loaded_arrays_are_copy_on_write_and_the_file_never_changes(tmp_path):
+    import warnings
+
+    import numpy as np
+    import torch
+
+    from sonoflow.io import load_npy, save_npy
+
+    path = tmp_path / "a.npy"
+    save_npy(path, np.arange(6, dtype=np.uint8))
+    array = load_npy(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "NumPy array is not writable" from torch
+        torch.as_tensor(array)
+    array[0] = 99
+    assert load_npy(path)[0] == 0
