@@ -115,12 +115,14 @@ def youden_threshold(target: np.ndarray, score: np.ndarray) -> float:
 
 # --- Point metrics --------------------------------------------------------------------------------
 #
-# One rule for every metric: a metric is undefined (NaN) when a ratio it is built of has no
-# denominator: sensitivity without a case of the class, specificity without a case of the others,
-# precision without a call of the class, F1 (their harmonic mean) and Youden when either of its
-# parts is undefined, an AUC without both classes, a macro mean or the balanced accuracy when one
-# of the classes it averages is undefined. Point estimates and bootstrap resamples follow the same
-# rule: an undefined resample is skipped and counted, never scored 0.
+# One rule for every metric: a metric is undefined (NaN) when its denominator is empty, never 0:
+# sensitivity without a case of the class, specificity without a case of the others, precision
+# without a call of the class, F1 = 2TP / (2TP + FP + FN) without either, Youden when sensitivity
+# or specificity is, an AUC without both classes. A macro mean (and the balanced accuracy, the
+# macro sensitivity) averages every class that has cases in the data, so it is undefined when one
+# of those is (e.g. macro precision when a class is never called), rather than an average of the
+# classes that happen to be defined. Point estimates and bootstrap resamples follow the same rule:
+# an undefined resample is skipped and counted, never scored 0.
 
 PER_CLASS = ("sensitivity", "specificity", "precision", "f1", "youden")
 
@@ -139,7 +141,6 @@ def _rates(matrices: np.ndarray) -> dict[str, np.ndarray]:
     sensitivity, precision = _ratio(tp, actual), _ratio(tp, called)
     specificity = _ratio(total - actual - called + tp, total - actual)
     f1 = _ratio(2 * tp, actual + called)
-    f1[np.isnan(precision) | np.isnan(sensitivity)] = np.nan
     return {"sensitivity": sensitivity, "specificity": specificity, "precision": precision, "f1": f1,
             "youden": sensitivity + specificity - 1}
 
@@ -201,16 +202,15 @@ class PatientStatistics:
     def metrics(self, weights: np.ndarray) -> dict[tuple[str, str], np.ndarray]:
         """Every metric (key: (metric, class); class "" overall, "macro" the mean over classes) for
         each row of ``weights`` (B, units). A macro mean (and the balanced accuracy, the mean of the
-        classes' sensitivities) averages the classes where the metric is defined with every unit
-        weighted once (the point estimate); a resample where one of them is undefined is undefined,
-        not an average of fewer classes."""
+        classes' sensitivities) averages the classes that have cases in the data (every unit
+        weighted once); where one of them is undefined, so is the mean."""
         weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
         if self._averaged is None:
-            _, point = self._rates(np.ones((1, self.n_units)))
-            self._averaged = {name: np.isfinite(values[0]) for name, values in point.items()}
+            actual = np.asarray(self.confusion.sum(0)).reshape(self.k, self.k).sum(1)
+            self._averaged = actual > 0
         accuracy, rates = self._rates(weights)
         out = {("accuracy", ""): accuracy,
-               ("balanced_accuracy", ""): _mean_over(rates["sensitivity"], self._averaged["sensitivity"])}
+               ("balanced_accuracy", ""): _mean_over(rates["sensitivity"], self._averaged)}
         if self.question.binary:  # column 1 is the positive class
             out[("auc", "")] = rates["auc"][:, 0]
             for name in PER_CLASS:
@@ -219,7 +219,7 @@ class PatientStatistics:
         for name in (*PER_CLASS, "auc"):
             for k, label in enumerate(self.question.labels):
                 out[(name, label)] = rates[name][:, k]
-            out[(name, "macro")] = _mean_over(rates[name], self._averaged[name])
+            out[(name, "macro")] = _mean_over(rates[name], self._averaged)
         return out
 
 

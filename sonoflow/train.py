@@ -190,7 +190,7 @@ class EpochBatches:
     """Index batches for one epoch: a seeded permutation, or a class-balanced draw."""
 
     def __init__(self, labels: np.ndarray, batch_size: int, balanced: bool, generator: torch.Generator):
-        self.labels = torch.as_tensor(labels)
+        self.labels = torch.tensor(labels)  # a copy: labels may be a read-only view (pandas, memory maps)
         self.batch_size = batch_size
         self.balanced = balanced
         self.generator = generator

@@ -150,7 +150,7 @@ def straightforward_bootstrap(table, question, n_boot, seed):
             sens = recall_score(positive, called, sample_weight=w, zero_division=np.nan)
             spec = recall_score(~positive, ~called, sample_weight=w, zero_division=np.nan)
             prec = precision_score(positive, called, sample_weight=w, zero_division=np.nan)
-            f1 = f1_score(positive, called, sample_weight=w) if np.isfinite(sens) and np.isfinite(prec) else np.nan
+            f1 = f1_score(positive, called, sample_weight=w, zero_division=np.nan)
             binary_score = s if question.binary else s[:, c]
             binary_target = t if question.binary else positive.astype(int)
             auc = roc_auc_score(binary_target, binary_score, sample_weight=w) if len(np.unique(binary_target)) == 2 else np.nan
@@ -200,7 +200,7 @@ def test_undefined_resamples_are_skipped_and_counted_for_every_metric_known_answ
     precision = result.loc[("precision", "cyst")]
     assert (precision["value"], precision["ci_low"], precision["ci_high"]) == (1.0, 1.0, 1.0)
     assert precision["undefined"] == without_p0 and precision["note"] == TOO_SMALL
-    assert result.loc[("f1", "cyst"), "undefined"] == without_p0  # F1 needs a defined precision
+    assert result.loc[("f1", "cyst"), "undefined"] == without_cysts  # F1: no cyst and no cyst call
     assert result.loc[("sensitivity", "cyst"), "undefined"] == without_cysts
     assert result.loc[("auc", "cyst"), "undefined"] == without_cysts  # no positive: no AUC
     assert result.loc[("sensitivity", "cyst"), "value"] == 0.5 and result.loc[("sensitivity", "cyst"), "ci_low"] == 0.0
@@ -216,13 +216,15 @@ def test_undefined_resamples_are_skipped_and_counted_for_every_metric_known_answ
     assert np.isnan(row["value"]) and np.isnan(row["ci_low"]) and row["note"] == "undefined on these cases"
 
 
-def test_a_class_never_called_has_undefined_precision_not_zero():
+def test_a_class_never_called_has_undefined_precision_not_zero_and_no_macro_precision():
     table = predictions(n_patients=12, frames=1, seed=0)
     table[["prob_a", "prob_b", "prob_c"]] = [0.2, 0.5, 0.3]  # every call is b
     values = classification_metrics(table, Question(LABELS))
     assert np.isnan(values[("precision", "a")]) and values[("precision", "b")] == pytest.approx(1 / 3)
-    assert np.isnan(values[("f1", "a")]) and values[("sensitivity", "a")] == 0.0
-    assert values[("precision", "macro")] == pytest.approx(1 / 3)  # the mean over the defined classes
+    assert values[("f1", "a")] == 0.0 and values[("sensitivity", "a")] == 0.0  # 2TP / (2TP + FP + FN) = 0
+    # A macro mean averages every class with cases: not the defined ones only, which would flatter.
+    assert np.isnan(values[("precision", "macro")])
+    assert values[("f1", "macro")] == pytest.approx((0 + 2 * 4 / (4 + 12) + 0) / 3)
 
 
 def test_fold_ensemble_and_patient_aggregation():
