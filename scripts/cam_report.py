@@ -3,7 +3,7 @@
 import numpy as np
 
 from sonoflow.cam import CamSettings, cam_report, headline_predictions, read_quality
-from sonoflow.io import save_csv
+from sonoflow.io import for_people, save_csv
 from sonoflow.logs import log_to
 from sonoflow.metrics import read_predictions
 
@@ -17,6 +17,6 @@ with log_to(snakemake.log[0]) as log:
     overlays = dict(zip(settings.methods, snakemake.output.overlays))
     summary, per_image = cam_report(folds, fold_quality, predictions, part, snakemake.params.labels, settings, overlays,
                                     f"{snakemake.wildcards.model}, {mode} input")
-    save_csv(snakemake.output.summary, summary)
-    save_csv(snakemake.output.per_image, per_image)
-    log.info("\n%s", summary.to_string(index=False))
+    save_csv(snakemake.output.summary, for_people(summary))
+    save_csv(snakemake.output.per_image, for_people(per_image))
+    log.info("\n%s", for_people(summary).to_string(index=False))

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from sonoflow.dataset import FrameStore, read_frame_table
-from sonoflow.io import save_csv
+from sonoflow.io import for_people, save_csv
 from sonoflow.logs import log_to
 from sonoflow.segment import evaluation_frames, overlay_figure, segmentation_summary, segmentation_table
 
@@ -17,7 +17,7 @@ with log_to(snakemake.log[0]) as log:
     predicted = FrameStore.from_paths(snakemake.input.predicted).gather(chosen)
     table = segmentation_table(chosen, predicted, truth).assign(part=part)
     summary = segmentation_summary(table).assign(part=part)
-    save_csv(snakemake.output.table, table)
-    save_csv(snakemake.output.summary, summary)
+    save_csv(snakemake.output.table, for_people(table))
+    save_csv(snakemake.output.summary, for_people(summary))
     overlay_figure(snakemake.output.overlays, images, truth, predicted, table)
-    log.info("%s patients:\n%s", part, summary.to_string(index=False))
+    log.info("%s patients:\n%s", part, for_people(summary).to_string(index=False))

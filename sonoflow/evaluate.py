@@ -20,6 +20,7 @@ import pandas as pd
 
 from sonoflow.metrics import (Question, aggregate, classification_metrics, delong_test, fold_ensemble, mcnemar_test,
                               with_confidence, youden_threshold)
+from sonoflow.io import for_people  # noqa: F401  (re-exported: the tables evaluate writes)
 from sonoflow.split import PatientPartition
 
 LEVELS = ("image", "patient")
@@ -130,29 +131,6 @@ def evaluate_run(val_tables: Sequence[pd.DataFrame], test_tables: Sequence[pd.Da
     return RunEvaluation(folds=fold_table(val_tables, labels, questions),
                          headline=pd.concat(headline, ignore_index=True)[columns],
                          thresholds={level: q.threshold for level, q in questions.items()}, parts=parts)
-
-
-# --- Tables people read -----------------------------------------------------------------------------
-
-DECIMALS = 3
-
-
-def for_people(table: pd.DataFrame, decimals: int = DECIMALS) -> pd.DataFrame:
-    """A table as written for people: numbers rounded to ``decimals`` (no 0.9999999999999999), and
-    p-values (columns ending in ``_p`` or named ``delong_p_vs_best``) below the last shown digit
-    written as ``<0.001`` rather than a misleading 0. The tables' consumers in sonoflow read only
-    what is shown, so no full-precision copy is kept."""
-    out = table.copy()
-    for column in out.columns:
-        if not pd.api.types.is_float_dtype(out[column]):
-            continue
-        values = out[column].round(decimals)
-        if column.endswith("_p") or column == "delong_p_vs_best":
-            floor = 10.0 ** -decimals
-            shown = values.map(lambda v: "" if pd.isna(v) else f"{v:.{decimals}f}")
-            values = shown.where(~(out[column] < floor), f"<{floor:.{decimals}f}")
-        out[column] = values
-    return out
 
 
 # --- Comparing runs ------------------------------------------------------------------------------------

@@ -78,3 +78,25 @@ def save_json(path: str | os.PathLike, obj) -> None:
 def save_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+DECIMALS = 3
+
+
+def for_people(table: pd.DataFrame, decimals: int = DECIMALS) -> pd.DataFrame:
+    """A table as written for people: numbers rounded to ``decimals`` (no 0.9999999999999999), and
+    p-values (columns ending in ``_p`` or named ``delong_p_vs_best``) below the last shown digit
+    written as ``<0.001`` rather than a misleading 0. For tables that nothing reads at more
+    precision (headline, folds, comparisons, readers, CAM and segmentation summaries); tables
+    other jobs compute from (predictions, per-fold CAM quality) keep full precision."""
+    out = table.copy()
+    for column in out.columns:
+        if not pd.api.types.is_float_dtype(out[column]):
+            continue
+        values = out[column].round(decimals)
+        if column.endswith("_p") or column == "delong_p_vs_best":
+            floor = 10.0 ** -decimals
+            shown = values.map(lambda v: "" if pd.isna(v) else f"{v:.{decimals}f}")
+            values = shown.where(~(out[column] < floor), f"<{floor:.{decimals}f}")
+        out[column] = values
+    return out
