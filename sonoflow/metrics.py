@@ -167,10 +167,11 @@ class PatientStatistics:
         else:
             codes, uniques = pd.factorize(table[groups])
             self.n_units = len(uniques)
-        self._averaged = None
         self.k = 2 if question.binary else len(question.labels)
         cells = np.asarray(target) * self.k + np.asarray(predicted)
         self.confusion = sparse.csr_matrix((np.ones(len(table)), (codes, cells)), shape=(self.n_units, self.k ** 2))
+        # The classes a macro mean averages: those with cases in the data.
+        self.averaged = np.asarray(self.confusion.sum(0)).reshape(self.k, self.k).sum(1) > 0
         if question.binary:
             binary_targets = {"": (target, score)}
         else:
@@ -205,12 +206,9 @@ class PatientStatistics:
         classes' sensitivities) averages the classes that have cases in the data (every unit
         weighted once); where one of them is undefined, so is the mean."""
         weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
-        if self._averaged is None:
-            actual = np.asarray(self.confusion.sum(0)).reshape(self.k, self.k).sum(1)
-            self._averaged = actual > 0
         accuracy, rates = self._rates(weights)
         out = {("accuracy", ""): accuracy,
-               ("balanced_accuracy", ""): _mean_over(rates["sensitivity"], self._averaged)}
+               ("balanced_accuracy", ""): _mean_over(rates["sensitivity"], self.averaged)}
         if self.question.binary:  # column 1 is the positive class
             out[("auc", "")] = rates["auc"][:, 0]
             for name in PER_CLASS:
@@ -219,7 +217,7 @@ class PatientStatistics:
         for name in (*PER_CLASS, "auc"):
             for k, label in enumerate(self.question.labels):
                 out[(name, label)] = rates[name][:, k]
-            out[(name, "macro")] = _mean_over(rates[name], self._averaged)
+            out[(name, "macro")] = _mean_over(rates[name], self.averaged)
         return out
 
 
