@@ -13,6 +13,7 @@ import yaml
 
 from conftest import REPO, SNAKEMAKE, merge
 from sonoflow.demo import make_demo
+from sonoflow.plan import per_fold_segmenters
 from sonoflow.presets import preset_config, preset_paths
 from sonoflow.sheet import read_sheet
 from sonoflow.split import SplitError, SplitSettings, check_enough_patients
@@ -113,7 +114,8 @@ def check_run(name: str, workdir: Path, config: dict) -> None:
                 pair = pairwise[[{a, b} == {run, best} for a, b in zip(pairwise["run_a"], pairwise["run_b"])]]
                 assert np.isclose(row["delong_p_vs_best"], pair["delong_p"].iloc[0], equal_nan=True)
     if config["segment"]["enabled"]:
-        assert (workdir / "results/segment/all/summary.csv").is_file()
+        segmenter = "fold_0" if per_fold_segmenters(config["segment"]["per_fold"], config["train"]["inputs"]) else "all"
+        assert (workdir / f"results/segment/{segmenter}/summary.csv").is_file()
 
 
 @pytest.mark.parametrize("name", sorted(set(PRESETS) - {STAGE_ONE}))

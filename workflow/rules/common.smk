@@ -14,8 +14,10 @@ sys.path.insert(0, workflow.basedir)
 
 from sonoflow.importers import load_layout
 from sonoflow.presets import run_notes, run_warnings
+from sonoflow.plan import per_fold_segmenters
 from sonoflow.sheet import ProbeCache, SheetError, add_shards, read_sheet, relative_paths, sheet_digest, validate_sheet
 from sonoflow.split import SplitSettings, check_enough_patients
+from sonoflow.weights import weights_problems
 
 
 # `--config data=sheet.csv` is shorthand for `samples=sheet.csv` (the presets' documented form).
@@ -23,6 +25,10 @@ if isinstance(config.get("data"), str):
     config["samples"], config["data"] = config["data"], {"layout": ""}
 
 validate(config, schema="../schemas/config.schema.yaml")
+
+_weights_problems = weights_problems(config)
+if _weights_problems:
+    raise WorkflowError("pretrained weights missing (nothing was run):\n  " + "\n  ".join(_weights_problems))
 
 if run_notes(config):
     logger.info(run_notes(config))
@@ -171,7 +177,7 @@ def sheet_digest_of_run(wildcards):
 
 
 def segmenter_for(fold):
-    return f"fold_{fold}" if config["segment"]["per_fold"] else "all"
+    return f"fold_{fold}" if per_fold_segmenters(config["segment"]["per_fold"], config["train"]["inputs"]) else "all"
 
 
 def segmenters():
