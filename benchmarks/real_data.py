@@ -2,6 +2,8 @@
 
     python benchmarks/real_data.py ddti OUT.csv     # thyroid nodule crops, binary label, case = patient
     python benchmarks/real_data.py ctrus OUT.csv    # colon frames, label = image quality, with masks
+    python benchmarks/real_data.py breast OUT.csv   # BrEaST-Lesions-USG: benign vs malignant (4 normal left out), masks
+    python benchmarks/real_data.py lung OUT.csv     # lung POCUS clips and images, 4 classes, several clips per patient
     python benchmarks/real_data.py ctrus-patients OUT.csv  # colon frames, one placeholder label per patient
                                                            # (odd/even number), for stages that need no label
                                                            # (near-duplicates: benchmarks/configs/ctrus_dedup.yaml)
@@ -53,7 +55,29 @@ def ctrus_patient_sheet(root: Path = DATA / "ctrus") -> pd.DataFrame:
     return sheet.assign(label=["odd" if int(p.removeprefix("patient")) % 2 else "even" for p in sheet["patient_id"]])
 
 
-SHEETS = {"ddti": ddti_sheet, "ctrus": ctrus_sheet, "ctrus-patients": ctrus_patient_sheet}
+def breast_sheet(root: Path = DATA / "breast_lesions_usg") -> pd.DataFrame:
+    """One image per case; the few `normal` images (no lesion, 4 of 256) are left out of the binary question."""
+    table = pd.read_csv(root / "labels.csv", dtype=str, keep_default_na=False)
+    table = table[table["label"].isin(["benign", "malignant"])]
+    return pd.DataFrame({"patient_id": "case" + table["patient_id"].str.zfill(3),
+                         "item_id": [Path(image).stem for image in table["image"]],
+                         "path": [str(root / image) for image in table["image"]], "label": table["label"],
+                         "mask": [str(root / mask) if mask else "" for mask in table["mask"]], "split": ""})
+
+
+def lung_sheet(root: Path = DATA / "covid_lung_pocus") -> pd.DataFrame:
+    """Clips and images of 108 patients; labels as sonoflow names (lower case, no spaces)."""
+    table = pd.read_csv(root / "labels.csv", dtype=str, keep_default_na=False)
+    names = {"regular": "regular", "Bacterial pneumonia": "bacterial", "COVID-19": "covid", "Viral pneumonia": "viral"}
+    return pd.DataFrame({"patient_id": "p" + table["patient_id"],
+                         "item_id": [re.sub(r"[^A-Za-z0-9._-]", "_", Path(f).stem).strip("_") + f"_{i}"
+                                     for i, f in enumerate(table["file"])],
+                         "path": [str(root / f) for f in table["file"]], "label": table["label"].map(names),
+                         "mask": "", "split": ""})
+
+
+SHEETS = {"ddti": ddti_sheet, "ctrus": ctrus_sheet, "ctrus-patients": ctrus_patient_sheet, "breast": breast_sheet,
+          "lung": lung_sheet}
 
 
 def main() -> int:

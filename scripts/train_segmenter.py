@@ -8,7 +8,8 @@ import torch
 from sonoflow.dataset import FrameStore, read_frame_table
 from sonoflow.io import save_csv
 from sonoflow.logs import log_to
-from sonoflow.segment import SegmentSettings, masked_frames, save_segmenter, segmenter_partition, train_segmenter
+from sonoflow.segment import (SegmentSettings, masked_frames, save_segmenter, segmenter_partition, train_segmenter,
+                              with_roi_scale)
 from sonoflow.split import usable_frames
 
 with log_to(snakemake.log[0]) as log:
@@ -21,7 +22,9 @@ with log_to(snakemake.log[0]) as log:
     parts = {name: masked_frames(frames, partition, name) for name in ("train", "val")}
     log.info("segmenter %s: %s", snakemake.wildcards.segmenter, ", ".join(
         f"{name} {part['patient_id'].nunique()} patients / {len(part)} masked frames" for name, part in parts.items()))
-    result = train_segmenter(images.gather(parts["train"]), masks.gather(parts["train"]),
+    train_masks = masks.gather(parts["train"])
+    settings = with_roi_scale(settings, train_masks)
+    result = train_segmenter(images.gather(parts["train"]), train_masks,
                              images.gather(parts["val"]), masks.gather(parts["val"]), settings)
     save_csv(snakemake.output.history, result.history)
     save_segmenter(snakemake.output.model, result.model, settings, partition, result.best_epoch)

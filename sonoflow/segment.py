@@ -4,8 +4,12 @@ The U-Net is trained on the frames that have a lesion mask, from the patients a
 ``PatientPartition`` allows (never test patients), with early stopping on a patient-grouped
 validation part. It then predicts a mask for every frame; post-processing keeps the largest
 component (or all above a minimum area) and fills holes; the classifier's ROI input is the
-frame cropped to the predicted lesion with a margin. A frame without a predicted lesion keeps
-its full frame as ROI, so no frame is lost.
+frame cropped around the predicted lesion. By default (``roi: fixed``) every crop has one size,
+the same for every frame of the run (``roi_scale`` of the frame side, planned from the training
+masks' lesion sizes), centred on the predicted lesion or, where the U-Net finds none, on its most
+probable location: the crop's geometry then says nothing about the class. ``roi: fit`` crops to
+each lesion's box with a margin and keeps the full frame where there is no lesion, so a crop's
+zoom tells lesion from normal (kept for the studies that did this).
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import cv2
@@ -24,13 +29,15 @@ from scipy import ndimage
 from torch import nn
 
 from sonoflow.frames import IngestSettings, crop_resize
-from sonoflow.models import _state_dict_of, adapt_input_channels, map_by_position, resolve_weights
+from sonoflow.models import adapt_input_channels, map_by_position, read_weights
+from sonoflow.weights import resolve_weights
 from sonoflow.split import PatientPartition, select_frames, unit_hash
 from sonoflow.train import AugmentSettings, as_unit_float, augment_batch, normalise, pick_device, seed_everything
 
 log = logging.getLogger("sonoflow.segment")
 
 KEEP_MODES = ("largest", "all")
+ROI_MODES = ("fixed", "fit")
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,8 @@ class SegmentSettings:
     min_area: float = 0.002  # components smaller than this share of the frame are noise
     keep: str = "largest"  # largest | all (every component above min_area)
     margin: float = 0.15  # ROI margin on each side, as a share of the lesion box's longer side
+    roi: str = "fixed"  # fixed: one crop size for every frame | fit: the lesion box, full frame without a lesion
+    roi_scale: float | str = "auto"  # fixed crops' side, share of the frame side; auto: from the training masks
     seed: int = 42
     device: str = "auto"
     amp: bool = True
@@ -63,6 +72,10 @@ class SegmentSettings:
             raise ValueError(f"segment val_fraction must be in (0, 1), got {self.val_fraction}")
         if not 0 < self.threshold < 1:
             raise ValueError(f"segment threshold must be in (0, 1), got {self.threshold}")
+        if self.roi not in ROI_MODES:
+            raise ValueError(f"segment roi must be one of {ROI_MODES}, got {self.roi!r}")
+        if self.roi_scale != "auto" and not (isinstance(self.roi_scale, (int, float)) and 0 < self.roi_scale <= 1):
+            raise ValueError(f"segment roi_scale must be 'auto' or in (0, 1], got {self.roi_scale!r}")
 
     @classmethod
     def from_config(cls, config: Mapping) -> "SegmentSettings":
@@ -83,7 +96,7 @@ def load_encoder_weights(model: nn.Module, encoder: str, path) -> None:
     ``tu-*`` encoders are timm models (features only); the EfficientNet-PyTorch key layout is
     mapped onto the full timm model by position first, as for the classifier.
     """
-    state = _state_dict_of(torch.load(path, map_location="cpu", weights_only=True))
+    state = read_weights(Path(path))
     target = model.encoder.model if encoder.startswith("tu-") else model.encoder
     if any(key.startswith("_conv_stem") for key in state):
         import timm
@@ -101,7 +114,7 @@ def build_unet(encoder: str, in_channels: int = 1, weights: str | None = None) -
     """A one-class U-Net; with ``weights`` the encoder starts from them (RGB stem made gray)."""
     import segmentation_models_pytorch as smp
 
-    path = resolve_weights(weights)
+    path = resolve_weights(weights, encoder)
     model = smp.Unet(encoder_name=encoder, encoder_weights=None, in_channels=3 if path else in_channels, classes=1)
     if path is not None:
         load_encoder_weights(model, encoder, path)
@@ -249,10 +262,13 @@ def load_segmenter(path, device: str | None = None) -> tuple[nn.Module, SegmentS
 
 def segment_frames(model: nn.Module, frames: np.ndarray, settings: SegmentSettings) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """Post-processed lesion masks, ROI crops (same size as the frames) and the ROI table."""
-    masks = np.stack([postprocess(p, settings) for p in predict_masks(model, frames, settings)]) if len(frames) \
-        else np.zeros(frames.shape, np.uint8)
-    rois, table = roi_crops(frames, masks, frames.shape[-1], settings.margin)
-    return masks, rois, table
+    probabilities = predict_masks(model, frames, settings) if len(frames) else np.zeros(frames.shape, np.float32)
+    masks = np.stack([postprocess(p, settings) for p in probabilities]) if len(frames) else np.zeros(frames.shape, np.uint8)
+    if settings.roi == "fit":
+        return (masks, *roi_crops(frames, masks, frames.shape[-1], settings.margin))
+    if settings.roi_scale == "auto":
+        raise ValueError("segment roi_scale 'auto' must be resolved from the training masks (with_roi_scale) first")
+    return (masks, *roi_crops(frames, masks, frames.shape[-1], settings.margin, settings.roi_scale, probabilities))
 
 
 def lesion_views(truth: np.ndarray, has_truth: np.ndarray, predicted: np.ndarray, rois: pd.DataFrame,
@@ -350,19 +366,67 @@ def roi_box(mask: np.ndarray, margin: float) -> tuple[int, int, int, int] | None
     return y0, y1, x0, x1
 
 
-def roi_crops(frames: np.ndarray, masks: np.ndarray, size: int, margin: float) -> tuple[np.ndarray, pd.DataFrame]:
-    """ROI crops (N, size, size) uint8 and a table of their boxes; no lesion -> the full frame."""
+def fixed_box(mask: np.ndarray, probability: np.ndarray, scale: float) -> tuple[int, int, int, int]:
+    """A square (y0, y1, x0, x1) of side ``scale`` x the frame's shorter side, centred on the
+    lesion's box, or without a lesion on the peak of the smoothed lesion probability; shifted to
+    lie inside the frame, never shrunk, so that every frame's crop has the same size."""
+    height, width = mask.shape
+    side = max(2, min(height, width, int(round(scale * min(height, width)))))
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if len(rows):
+        cy, cx = (rows[0] + rows[-1] + 1) / 2, (cols[0] + cols[-1] + 1) / 2
+    else:
+        smooth = ndimage.gaussian_filter(probability.astype(np.float32), sigma=max(1.0, 0.05 * min(height, width)))
+        peak_y, peak_x = np.unravel_index(int(np.argmax(smooth)), smooth.shape)
+        cy, cx = peak_y + 0.5, peak_x + 0.5
+    y0 = int(np.clip(round(cy - side / 2), 0, height - side))
+    x0 = int(np.clip(round(cx - side / 2), 0, width - side))
+    return y0, y0 + side, x0, x0 + side
+
+
+def roi_crops(frames: np.ndarray, masks: np.ndarray, size: int, margin: float, scale: float | None = None,
+              probabilities: np.ndarray | None = None) -> tuple[np.ndarray, pd.DataFrame]:
+    """ROI crops (N, size, size) uint8 and a table of their boxes. With ``scale`` every crop is a
+    fixed_box (one geometry for every frame); without, the lesion box with ``margin`` or, where
+    there is no lesion, the full frame. ``has_roi``: the U-Net found a lesion."""
     geometry = IngestSettings(size=size, resize="pad")
     crops = np.empty((len(frames), size, size), np.uint8)
     rows = []
     for index, (frame, mask) in enumerate(zip(frames, masks)):
-        box = roi_box(mask, margin)
-        full = (0, frame.shape[0], 0, frame.shape[1])
-        crops[index] = crop_resize(frame, box or full, np.ones(frame.shape, bool), geometry)
-        y0, y1, x0, x1 = box or full
-        rows.append({"row": index, "has_roi": box is not None, "lesion_share": float(mask.mean()),
+        lesion = roi_box(mask, margin)
+        if scale is not None:
+            box = fixed_box(mask, mask if probabilities is None else probabilities[index], scale)
+        else:
+            box = lesion or (0, frame.shape[0], 0, frame.shape[1])
+        crops[index] = crop_resize(frame, box, np.ones(frame.shape, bool), geometry)
+        y0, y1, x0, x1 = box
+        rows.append({"row": index, "has_roi": lesion is not None, "lesion_share": float(mask.mean()),
                      "roi_y0": y0, "roi_y1": y1, "roi_x0": x0, "roi_x1": x1})
     return crops, pd.DataFrame(rows, columns=["row", "has_roi", "lesion_share", "roi_y0", "roi_y1", "roi_x0", "roi_x1"])
+
+
+def planned_roi_scale(masks: np.ndarray, margin: float, quantile: float = 0.9) -> float:
+    """The fixed crop side (share of the frame side) that holds ``quantile`` of the training
+    lesions with ``margin`` on each side: the 90th percentile of their boxes' longer side, within
+    [0.25, 1]. Without any lesion mask: the full frame."""
+    sides = []
+    for mask in masks:
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        if len(rows):
+            sides.append(max(rows[-1] + 1 - rows[0], cols[-1] + 1 - cols[0]) / min(mask.shape))
+    if not sides:
+        return 1.0
+    return round(float(np.clip(np.quantile(sides, quantile) * (1 + 2 * margin), 0.25, 1.0)), 3)
+
+
+def with_roi_scale(settings: SegmentSettings, masks: np.ndarray) -> SegmentSettings:
+    """``roi_scale: auto`` resolved from the segmenter's training masks (kept in its checkpoint)."""
+    if settings.roi_scale != "auto":
+        return settings
+    scale = planned_roi_scale(masks, settings.margin)
+    log.info("ROI crops: %.3f of the frame side for every frame (90th percentile of %d training lesions, margin %.2f)",
+             scale, int(sum(m.any() for m in masks)), settings.margin)
+    return replace(settings, roi_scale=scale)
 
 
 # --- Metrics --------------------------------------------------------------------------------------

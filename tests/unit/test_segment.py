@@ -131,9 +131,12 @@ def test_segment_frames_gives_masks_and_rois_of_the_frame_size():
     torch.manual_seed(0)
     model = build_unet("resnet18", 1).eval()
     frames = np.random.default_rng(0).integers(0, 255, (3, 64, 64), dtype=np.uint8)
-    masks, rois, table = segment_frames(model, frames, SETTINGS)
+    with pytest.raises(ValueError, match="resolved"):
+        segment_frames(model, frames, SETTINGS)  # roi_scale auto comes from the training masks first
+    masks, rois, table = segment_frames(model, frames, SegmentSettings(input_size=64, min_area=0.01, roi_scale=0.5))
     assert masks.shape == rois.shape == frames.shape and masks.dtype == rois.dtype == np.uint8
     assert set(np.unique(masks)) <= {0, 1} and len(table) == 3
+    assert ((table["roi_y1"] - table["roi_y0"]) == 32).all() and ((table["roi_x1"] - table["roi_x0"]) == 32).all()
 
 
 def test_unet_segments_demo_lesions_on_held_out_patients(tmp_path):
@@ -161,3 +164,48 @@ def test_unet_segments_demo_lesions_on_held_out_patients(tmp_path):
     print(summary.round(3).to_string())
     assert summary.loc["all lesions", "frames"] >= 8
     assert summary.loc["all lesions", "dice_mean"] >= 0.8
+
+
+def test_fixed_roi_gives_every_frame_the_same_crop_size_lesion_or_not():
+    from sonoflow.segment import fixed_box
+
+    small, large = square(y=10, x=20, side=8), square(y=20, x=20, side=30)
+    none = np.zeros((64, 64), np.uint8)
+    probability = np.zeros((64, 64), np.float32)
+    probability[50:56, 4:10] = 0.3  # below the threshold: no lesion, but the most probable place
+    masks = np.stack([small, large, none])
+    frames = np.stack([(m * 200).astype(np.uint8) for m in masks])
+    probabilities = np.stack([small * 0.9, large * 0.9, probability]).astype(np.float32)
+    crops, table = roi_crops(frames, masks, 64, margin=0.15, scale=0.5, probabilities=probabilities)
+    sides = (table["roi_y1"] - table["roi_y0"]).tolist() + (table["roi_x1"] - table["roi_x0"]).tolist()
+    assert sides == [32] * 6, "one geometry for every frame, whatever the lesion's size or absence"
+    assert table["has_roi"].tolist() == [True, True, False]
+    assert fixed_box(small, small, 0.5) == (0, 32, 8, 40)  # centred on the lesion (14, 24), shifted into the frame
+    y0, y1, x0, x1 = table.iloc[2][["roi_y0", "roi_y1", "roi_x0", "roi_x1"]]
+    assert (y0, y1, x0, x1) == (32, 64, 0, 32), "no lesion: the crop sits on the most probable place"
+    assert crops[0].max() > 100 and crops[1].max() > 100
+
+
+def test_planned_roi_scale_holds_most_training_lesions_and_is_resolved_before_cropping():
+    from sonoflow.segment import planned_roi_scale, with_roi_scale
+
+    masks = np.stack([square(side=s) for s in (8, 10, 12, 16, 20)] + [np.zeros((64, 64), np.uint8)])
+    scale = planned_roi_scale(masks, margin=0.25)
+    assert scale == pytest.approx(np.quantile([8, 10, 12, 16, 20], 0.9) / 64 * 1.5, abs=1e-3)
+    assert planned_roi_scale(np.zeros((2, 64, 64), np.uint8), 0.25) == 1.0
+    assert planned_roi_scale(np.stack([square(side=2)]), 0.1) == 0.25  # never below a quarter of the frame
+    resolved = with_roi_scale(SegmentSettings(input_size=64, roi_scale="auto", margin=0.25), masks)
+    assert resolved.roi_scale == scale
+    with pytest.raises(ValueError, match="roi_scale"):
+        SegmentSettings(roi_scale=1.5)
+    with pytest.raises(ValueError, match="roi must be"):
+        SegmentSettings(roi="box")
+
+
+def test_per_fold_segmenters_auto_follows_the_classifier_inputs():
+    from sonoflow.plan import per_fold_segmenters
+
+    assert per_fold_segmenters("auto", ["full"]) is False
+    assert per_fold_segmenters("auto", ["full", "roi"]) is True
+    assert per_fold_segmenters("auto", ["both"]) is True
+    assert per_fold_segmenters(False, ["roi"]) is False and per_fold_segmenters(True, ["full"]) is True

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, SNAKEMAKE, TINY_CONFIG, planned_jobs, run_snakemake
+from sonoflow.presets import merge
 
 pytestmark = pytest.mark.workflow
 SIZE = TINY_CONFIG["ingest"]["size"]
@@ -135,13 +136,21 @@ def test_segmenter_never_sees_test_masks_and_writes_rois_for_every_frame(demo_ru
         assert rois.shape == masks.shape == (len(part), SIZE, SIZE) and rois.dtype == np.uint8
         boxes = pd.read_csv(demo_run / f"results/segment/all/shard_{shard}/rois.csv")
         assert len(boxes) == len(part)
-        # A frame without a predicted lesion keeps its full (denoised) frame as ROI.
-        denoised = np.load(demo_run / f"results/denoise/shard_{shard}/frames.npy")
-        for row in boxes.loc[~boxes["has_roi"], "row"]:
-            np.testing.assert_array_equal(rois[row], denoised[row])
+        # Every frame's crop has the same size, with or without a predicted lesion (roi: fixed).
+        sides = set(boxes["roi_y1"] - boxes["roi_y0"]) | set(boxes["roi_x1"] - boxes["roi_x0"])
+        assert len(sides) == 1 and sides.pop() < SIZE, boxes
     summary = pd.read_csv(demo_run / "results/segment/all/summary.csv")
     assert set(summary["part"]) == {"test"} and "all lesions" in set(summary["label"])
     assert (demo_run / "results/segment/all/overlays.png").stat().st_size > 10_000
+
+
+def test_roi_input_trains_one_segmenter_per_fold_by_default(demo_run):
+    """segment.per_fold: auto: a U-Net per fold when a classifier reads ROI crops, one otherwise."""
+    auto = {"segment": {"per_fold": "auto"}}
+    jobs = planned_jobs(demo_run, "--forcerun", "train_segmenter", config=merge(auto, {"train": {"inputs": ["roi"]}}))
+    assert jobs["train_segmenter"] == FOLDS, jobs
+    jobs = planned_jobs(demo_run, "--forcerun", "train_segmenter", config=merge(auto, {"train": {"inputs": ["full"]}}))
+    assert jobs["train_segmenter"] == 1, jobs
 
 
 def test_without_masks_segmentation_is_skipped_and_roi_becomes_full(demo_run, tmp_path):

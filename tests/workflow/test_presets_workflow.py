@@ -13,6 +13,7 @@ import yaml
 
 from conftest import REPO, SNAKEMAKE, merge
 from sonoflow.demo import make_demo
+from sonoflow.plan import per_fold_segmenters
 from sonoflow.presets import preset_config, preset_paths
 from sonoflow.sheet import read_sheet
 from sonoflow.split import SplitError, SplitSettings, check_enough_patients
@@ -116,7 +117,8 @@ def check_run(name: str, workdir: Path, config: dict) -> None:
                 # As written for people: rounded, "<0.001" below the last digit, in both tables.
                 assert str(row["delong_p_vs_best"]) == str(pair["delong_p"].iloc[0])
     if config["segment"]["enabled"]:
-        assert (workdir / "results/segment/all/summary.csv").is_file()
+        segmenter = "fold_0" if per_fold_segmenters(config["segment"]["per_fold"], config["train"]["inputs"]) else "all"
+        assert (workdir / f"results/segment/{segmenter}/summary.csv").is_file()
 
 
 @pytest.mark.parametrize("name", sorted(set(PRESETS) - {STAGE_ONE}))

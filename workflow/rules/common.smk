@@ -16,8 +16,10 @@ from sonoflow.config import DEMO_NOTICE, ConfigKeyError, check_config_keys, load
 from sonoflow.config import uses_demo as config_uses_demo
 from sonoflow.importers import load_layout
 from sonoflow.presets import run_notes, run_warnings
+from sonoflow.plan import per_fold_segmenters
 from sonoflow.sheet import ProbeCache, SheetError, add_shards, read_sheet, relative_paths, sheet_digest, validate_sheet
 from sonoflow.split import SplitSettings, check_enough_patients
+from sonoflow.weights import weights_problems
 
 
 # `--config data=sheet.csv` is shorthand for `samples=sheet.csv` (the presets' documented form).
@@ -33,6 +35,10 @@ except ConfigKeyError as error:
 validate(config, schema="../schemas/config.schema.yaml")
 if config_uses_demo(config):
     logger.warning(DEMO_NOTICE)
+
+_weights_problems = weights_problems(config)
+if _weights_problems:
+    raise WorkflowError("pretrained weights missing (nothing was run):\n  " + "\n  ".join(_weights_problems))
 
 if run_notes(config):
     logger.info(run_notes(config))
@@ -181,7 +187,7 @@ def sheet_digest_of_run(wildcards):
 
 
 def segmenter_for(fold):
-    return f"fold_{fold}" if config["segment"]["per_fold"] else "all"
+    return f"fold_{fold}" if per_fold_segmenters(config["segment"]["per_fold"], config["train"]["inputs"]) else "all"
 
 
 def segmenters():
