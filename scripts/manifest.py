@@ -14,6 +14,7 @@ with log_to(snakemake.log[0]):
     manifest = run_manifest(snakemake.params.config, snakemake.params.workflow_dir, snakemake.params.sheet,
                             snakemake.input.arrays)
     manifest["data_source"] = data_source(snakemake.params.config)
+    manifest["plan"] = snakemake.params.plan
     manifest["packages_imported"] = imported_packages(sorted(Path(snakemake.params.workflow_dir, "scripts").glob("*.py")))
     manifest["cuda"] = cuda_stack()
     save_json(snakemake.output.manifest, manifest)

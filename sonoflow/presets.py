@@ -10,11 +10,14 @@ had to assume where the study was silent.
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import yaml
+
+from sonoflow.plan import apply_plan
 
 REPO = Path(__file__).resolve().parents[1]
 PRESET_DIR = REPO / "resources" / "presets"
@@ -67,6 +70,8 @@ def preset_problems(config: Mapping, schema_path: str | os.PathLike = CONFIG_SCH
     preset = config.get("preset")
     if not preset:
         return ["no `preset` block: say which study this reproduces and how"]
+    config = copy.deepcopy(dict(config))
+    apply_plan(config, demo=False)  # the sizes a run on the user's data would use
     train = config["train"]
     for name in train["models"]:
         spec = model_spec(name)

@@ -209,3 +209,18 @@ def test_per_fold_segmenters_auto_follows_the_classifier_inputs():
     assert per_fold_segmenters("auto", ["full", "roi"]) is True
     assert per_fold_segmenters("auto", ["both"]) is True
     assert per_fold_segmenters(False, ["roi"]) is False and per_fold_segmenters(True, ["full"]) is True
+
+
+def test_auto_sizes_are_the_demos_on_the_demo_and_larger_on_real_data():
+    from sonoflow.plan import apply_plan
+
+    def config():
+        return {"ingest": {"size": "auto"}, "segment": {"input_size": "auto"}, "train": {"input_size": 160}}
+
+    demo, data = config(), config()
+    plan = apply_plan(demo, demo=True)
+    assert (demo["ingest"]["size"], demo["segment"]["input_size"], demo["train"]["input_size"]) == (128, 128, 160)
+    apply_plan(data, demo=False)
+    assert (data["ingest"]["size"], data["segment"]["input_size"], data["train"]["input_size"]) == (256, 256, 160)
+    assert [(e["key"], e["planned"]) for e in plan] == [("ingest.size", True), ("segment.input_size", True),
+                                                       ("train.input_size", False)]

@@ -16,7 +16,7 @@ from sonoflow.config import DEMO_NOTICE, ConfigKeyError, check_config_keys, load
 from sonoflow.config import uses_demo as config_uses_demo
 from sonoflow.importers import load_layout
 from sonoflow.presets import run_notes, run_warnings
-from sonoflow.plan import per_fold_segmenters
+from sonoflow.plan import apply_plan, per_fold_segmenters
 from sonoflow.sheet import ProbeCache, SheetError, add_shards, read_sheet, relative_paths, sheet_digest, validate_sheet
 from sonoflow.split import SplitSettings, check_enough_patients
 from sonoflow.weights import weights_problems
@@ -35,6 +35,11 @@ except ConfigKeyError as error:
 validate(config, schema="../schemas/config.schema.yaml")
 if config_uses_demo(config):
     logger.warning(DEMO_NOTICE)
+
+# `auto` sizes resolved once, here, before any rule reads them (the demo's or the data's).
+PLAN = apply_plan(config, config_uses_demo(config))
+logger.info("plan: " + "; ".join(f"{entry['key']} {entry['value']}" + (" (planned)" if entry["planned"] else "")
+                                  for entry in PLAN))
 
 _weights_problems = weights_problems(config)
 if _weights_problems:

@@ -14,6 +14,7 @@ rule manifest:
         sheet=sheet_digest_of_run,
         # Without `predict`: scoring new cases does not change what produced the run.
         config={key: value for key, value in config.items() if key != "predict"},
+        plan=PLAN,
     log:
         "results/logs/manifest.log",
     conda:
