@@ -95,27 +95,34 @@ def _auc(target: np.ndarray, scores: np.ndarray, n_classes: int, weight: np.ndar
 def out_of_fold(features: pd.DataFrame, target: np.ndarray, patients: np.ndarray, folds: int, seed: int,
                 model: str = "boosting") -> np.ndarray:
     """Out-of-fold class probabilities of a probe, folds grouped by patient and stratified."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedGroupKFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
 
     n_classes = int(target.max()) + 1
     scores = np.full((len(target), n_classes), np.nan)
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     values = features.to_numpy(float)
     for train, test in splitter.split(values, target, patients):
-        if model == "boosting":
-            probe = HistGradientBoostingClassifier(max_iter=60, max_depth=3, learning_rate=0.1, min_samples_leaf=5,
-                                                   class_weight="balanced", random_state=seed)
-        else:
-            probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500, class_weight="balanced"))
-        probe.fit(values[train], target[train])
-        proba = np.zeros((len(test), n_classes))
-        proba[:, probe.classes_] = probe.predict_proba(values[test])
-        scores[test] = proba
+        with threadpool_limits(1):  # a probe this small only loses time to OpenMP threads
+            scores[test] = _fit_predict(model, values[train], target[train], values[test], n_classes, seed)
     return scores
+
+
+def _fit_predict(model: str, x_train, y_train, x_test, n_classes: int, seed: int) -> np.ndarray:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if model == "boosting":
+        probe = HistGradientBoostingClassifier(max_iter=60, max_depth=3, learning_rate=0.1, min_samples_leaf=5,
+                                               class_weight="balanced", random_state=seed)
+    else:
+        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500, class_weight="balanced"))
+    probe.fit(x_train, y_train)
+    proba = np.zeros((len(x_test), n_classes))
+    proba[:, probe.classes_] = probe.predict_proba(x_test)
+    return proba
 
 
 def probe_auc(features: pd.DataFrame, target: np.ndarray, patients: np.ndarray, n_classes: int, folds: int,
