@@ -7,7 +7,8 @@ Per frame, features that a lesion classifier should not need, in groups:
   ingested frame it fills;
 - ``marks``: burned-in marks (sonoflow.audit) by kind, and the colour share from ingest;
 - ``intensity``: grey levels of the scan outside the lesion (mean, spread, percentiles: gain,
-  depth, dynamic range), outside the sheet's lesion mask where there is one;
+  depth, dynamic range): on the frames with a lesion mask in the sheet when there are any (a
+  frame without one would show its lesion), else on the whole scan of every frame;
 - ``blanked``: only for frames with a lesion mask: the frame with the lesion (and a margin)
   blanked out, pooled to a 6x6 grid of mean grey levels: what the surroundings alone tell.
 
@@ -58,6 +59,9 @@ def frame_features(frames: pd.DataFrame, arrays: np.ndarray, lesions: np.ndarray
         np.zeros(len(frames), bool)
     rows, blanked = [], []
     kernel = np.ones((9, 9), np.uint8)
+    # Outside the lesion needs a lesion mask: where some frames have one, only those are used (a
+    # frame without one would show its lesion); with none at all, the whole scan.
+    intensity_frames = np.flatnonzero(has_mask) if has_mask.any() else np.arange(len(frames))
     for i, frame in enumerate(arrays):
         frame = np.asarray(frame)
         lesion = cv2.dilate(np.asarray(lesions[i]), kernel).astype(bool) if lesions is not None and has_mask[i] \
@@ -65,7 +69,7 @@ def frame_features(frames: pd.DataFrame, arrays: np.ndarray, lesions: np.ndarray
         scan = (frame > 0) & ~lesion
         values = frame[scan].astype(np.float32) if scan.any() else np.zeros(1, np.float32)
         p10, p50, p90 = np.percentile(values, [10, 50, 90])
-        rows.append({"mean_outside_lesion": values.mean(), "std_outside_lesion": values.std(), "p10": p10,
+        rows.append({"frame": i, "mean_outside_lesion": values.mean(), "std_outside_lesion": values.std(), "p10": p10,
                      "p50": p50, "p90": p90, "top_half_mean": frame[: frame.shape[0] // 2][scan[: frame.shape[0] // 2]].mean()
                      if scan[: frame.shape[0] // 2].any() else 0.0})
         if has_mask[i]:
@@ -73,7 +77,7 @@ def frame_features(frames: pd.DataFrame, arrays: np.ndarray, lesions: np.ndarray
             weight = cv2.resize((~lesion).astype(np.float32), (GRID, GRID), interpolation=cv2.INTER_AREA)
             pooled = cv2.resize(filled, (GRID, GRID), interpolation=cv2.INTER_AREA) / np.maximum(weight, 1e-3)
             blanked.append(pd.Series(pooled.ravel(), index=[f"cell_{k}" for k in range(GRID * GRID)], name=i))
-    groups["intensity"] = pd.DataFrame(rows)
+    groups["intensity"] = pd.DataFrame(rows).set_index("frame").loc[intensity_frames].rename_axis(None)
     if blanked:
         groups["blanked"] = pd.DataFrame(blanked)
     return groups
@@ -115,7 +119,9 @@ def _fit_predict(model: str, x_train, y_train, x_test, n_classes: int, seed: int
     from sklearn.preprocessing import StandardScaler
 
     if model == "boosting":
-        probe = HistGradientBoostingClassifier(max_iter=60, max_depth=3, learning_rate=0.1, min_samples_leaf=5,
+        # Leaves of at least 2 and at most 20 frames: a small data set still gets a probe that can split.
+        probe = HistGradientBoostingClassifier(max_iter=60, max_depth=3, learning_rate=0.1,
+                                               min_samples_leaf=int(np.clip(len(x_train) // 20, 2, 20)),
                                                class_weight="balanced", random_state=seed)
     else:
         probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500, class_weight="balanced"))
@@ -147,7 +153,9 @@ def top_features(features: pd.DataFrame, target: np.ndarray, patients: np.ndarra
     for column in features.columns:
         if features[column].nunique() < 2:
             continue
-        scores = out_of_fold(features[[column]], target, patients, folds, seed, model="logistic")
+        # A group joined from several (all but blanked) has gaps where a group covers fewer frames.
+        values = features[[column]].fillna(features[column].median())
+        scores = out_of_fold(values, target, patients, folds, seed, model="logistic")
         scored.append((column, _auc(target, scores, n_classes)))
     scored = [(name, auc) for name, auc in scored if np.isfinite(auc)]
     return sorted(scored, key=lambda item: -abs(item[1] - 0.5))[:shown]
