@@ -2,6 +2,7 @@
 
     python benchmarks/real_data.py ddti OUT.csv     # thyroid nodule crops, binary label, case = patient
     python benchmarks/real_data.py ctrus OUT.csv    # colon frames, label = image quality, with masks
+    python benchmarks/real_data.py breast OUT.csv   # BrEaST-Lesions-USG, benign vs malignant, tumour masks
     python benchmarks/real_data.py ctrus-patients OUT.csv  # colon frames, one placeholder label per patient
                                                            # (odd/even number), for stages that need no label
                                                            # (near-duplicates: benchmarks/configs/ctrus_dedup.yaml)
@@ -53,7 +54,17 @@ def ctrus_patient_sheet(root: Path = DATA / "ctrus") -> pd.DataFrame:
     return sheet.assign(label=["odd" if int(p.removeprefix("patient")) % 2 else "even" for p in sheet["patient_id"]])
 
 
-SHEETS = {"ddti": ddti_sheet, "ctrus": ctrus_sheet, "ctrus-patients": ctrus_patient_sheet}
+def breast_sheet(root: Path = DATA / "breast_lesions_usg") -> pd.DataFrame:
+    """BrEaST-Lesions-USG: one image per case, benign or malignant (the 4 normal cases are left
+    out: too few patients for patient-grouped folds), with the tumour mask."""
+    table = pd.read_csv(root / "labels.csv", dtype=str, keep_default_na=False)
+    table = table[table["label"].isin(["benign", "malignant"])]
+    return pd.DataFrame({"patient_id": "case" + table["patient_id"].str.zfill(3),
+                         "item_id": [Path(p).stem for p in table["image"]], "path": [str(root / p) for p in table["image"]],
+                         "label": table["label"], "mask": [str(root / m) if m else "" for m in table["mask"]], "split": ""})
+
+
+SHEETS = {"breast": breast_sheet, "ddti": ddti_sheet, "ctrus": ctrus_sheet, "ctrus-patients": ctrus_patient_sheet}
 
 
 def main() -> int:

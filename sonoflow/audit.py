@@ -167,11 +167,13 @@ def detect_marks(frame: np.ndarray, settings: AuditSettings = AuditSettings()) -
         if short >= 5 and long <= 2 * short and _cross_shaped(points, stroke):
             boxes.append(("cross", y, y + h, x, x + w))
             keep[k] = True
-        elif long >= max(6, 0.05 * side) and area / long <= stroke + 0.5 and _straight(points, 0.6 * stroke):
+        elif long >= max(6, 0.05 * side) and area / long <= 1.5 and _straight(points, 0.5) \
+                and frame[labels == k + 1].mean() >= SATURATED:
+            # A drawn line is one pixel wide, ruler-straight and saturated; fibres and fascia are not.
             boxes.append(("line", y, y + h, x, x + w))
             keep[k] = True
-        elif long <= 3 and area <= 6:
-            dots.append(k)
+        elif long <= 3 and area <= 6 and frame[labels == k + 1].max() >= SATURATED:
+            dots.append(k)  # a saturated dot: one of a dotted line, if it has neighbours in a row
     # Dotted lines: three or more dots in a straight row at about regular spacing.
     if dots:
         for members in _rows(centroids[dots], 0.08 * side, 3):
