@@ -145,6 +145,15 @@ def audit_summary_inputs(wildcards):
             "policies": "results/dedup/policies.csv"}
 
 
+# Keys of `audit` per consumer, so that choosing a policy or retuning the probe reruns no detector.
+AUDIT_DETECTOR_KEYS = ("bright", "rare", "contrast", "max_width", "max_size", "colour")
+AUDIT_PROBE_KEYS = ("probe_folds", "probe_boot", "probe_warn", "seed")
+
+
+def audit_settings(keys):
+    return {key: config["audit"][key] for key in keys}
+
+
 def denoise_settings():
     method = config["denoise"]["method"]
     return {"method": method, method: config["denoise"].get(method, {})}
