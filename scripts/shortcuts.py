@@ -1,7 +1,5 @@
 """Rule shortcuts: the shortcut probe (label from size, geometry, marks, intensity, the lesion-blanked image)."""
 
-import numpy as np
-
 from sonoflow.audit import AuditSettings, read_marks
 from sonoflow.dataset import FrameStore, read_frame_table
 from sonoflow.io import save_csv

@@ -8,10 +8,11 @@ This module finds them on the ingested (cropped, fixed-size, gray) frames:
 - candidates are pixels that are near-saturated and much brighter than their neighbourhood at
   the scale of a stroke (a white top-hat with a kernel a little wider than ``max_width``): thin,
   high-contrast structures; tissue edges and large bright reflectors are wider than the kernel;
-- candidates form connected components, each judged by its shape: a ``cross`` (two strokes, low
-  fill of a squarish box), a ``line`` (long and thin), a text glyph (small, in a row of three or
-  more of similar height: ``text``), a dot (a few pixels, in a straight row of three or more at
-  regular spacing: ``dots``, a dotted line); a lone dot or blob is speckle and is ignored;
+- candidates form connected components, each judged by its shape: ``text`` (four or more glyphs
+  of similar height on one baseline), a ``cross`` (nearly every pixel on two strokes through a
+  centre, a plus or an x, with four arms), a ``line`` (one pixel wide, ruler-straight, saturated),
+  a saturated dot in a straight row of three or more at regular spacing (``dots``, a dotted line);
+  a lone dot or blob is speckle and is ignored;
 - ``colour`` comes from ingest (the ``colour`` column of frames.csv: the share of the scan area
   that was coloured before the frame went to grayscale).
 
@@ -85,12 +86,11 @@ def _rows(points: np.ndarray, eps: float, min_count: int) -> list[np.ndarray]:
     """Groups of at least ``min_count`` points chained by neighbours closer than ``eps``."""
     if len(points) < min_count:
         return []
+    from scipy import sparse
     from scipy.sparse.csgraph import connected_components
     from scipy.spatial import cKDTree
 
     pairs = cKDTree(points).query_pairs(eps, output_type="ndarray")
-    from scipy import sparse
-
     graph = sparse.coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(points),) * 2) \
         if len(pairs) else sparse.coo_matrix((len(points),) * 2)
     _, labels = connected_components(graph, directed=False)
@@ -163,16 +163,18 @@ def detect_marks(frame: np.ndarray, settings: AuditSettings = AuditSettings()) -
         long, short = max(w, h), min(w, h)
         if keep[k] or long > largest:
             continue  # text already, or a large bright structure: tissue, not a mark
-        points = np.column_stack(np.nonzero(labels[y:y + h, x:x + w] == k + 1)).astype(float)
+        own = labels[y:y + h, x:x + w] == k + 1
+        points = np.column_stack(np.nonzero(own)).astype(float)
+        values = frame[y:y + h, x:x + w][own]
         if short >= 5 and long <= 2 * short and _cross_shaped(points, stroke):
             boxes.append(("cross", y, y + h, x, x + w))
             keep[k] = True
         elif long >= max(6, 0.05 * side) and area / long <= 1.5 and _straight(points, 0.5) \
-                and frame[labels == k + 1].mean() >= SATURATED:
+                and values.mean() >= SATURATED:
             # A drawn line is one pixel wide, ruler-straight and saturated; fibres and fascia are not.
             boxes.append(("line", y, y + h, x, x + w))
             keep[k] = True
-        elif long <= 3 and area <= 6 and frame[labels == k + 1].max() >= SATURATED:
+        elif long <= 3 and area <= 6 and values.max() >= SATURATED:
             dots.append(k)  # a saturated dot: one of a dotted line, if it has neighbours in a row
     # Dotted lines: three or more dots in a straight row at about regular spacing.
     if dots:
