@@ -30,6 +30,7 @@ from scipy.sparse.csgraph import connected_components
 log = logging.getLogger("sonoflow.dedup")
 
 POLICIES = ("report", "group", "drop")
+CONFLICT_POLICIES = ("keep", "drop")
 # HNSW graph (faiss): links per node, and the candidate lists kept while building and searching.
 HNSW_LINKS = 16
 HNSW_BUILD_BREADTH = 40
@@ -41,7 +42,8 @@ VERIFY_BLOCK = 5000
 @dataclass(frozen=True)
 class DedupSettings:
     enabled: bool = True
-    policy: str = "report"  # report (warn and list) | group (one split group) | drop (keep one item)
+    policy: str = "group"  # report (warn and list) | group (one split group) | drop (keep one item)
+    conflicts: str = "keep"  # keep (warn) | drop (every item of a group whose labels disagree)
     radius: float = 0.3  # embedding distance (unit vectors, leading components) of a candidate pair
     full_radius: float = 0.5  # ... and on the whole embedding (copies <= 0.25 on the demo, 0.44 in bench_dedup)
     neighbours: int = 32  # candidates per frame at most (bounds the work at any data density)
@@ -53,6 +55,8 @@ class DedupSettings:
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
             raise ValueError(f"dedup policy must be one of {POLICIES}, got {self.policy!r}")
+        if self.conflicts not in CONFLICT_POLICIES:
+            raise ValueError(f"dedup conflicts must be one of {CONFLICT_POLICIES}, got {self.conflicts!r}")
         if not 0 < self.min_correlation < 1:
             raise ValueError(f"dedup min_correlation must be in (0, 1), got {self.min_correlation}")
 
@@ -206,6 +210,69 @@ def dropped_items(pairs: pd.DataFrame) -> list[str]:
     return sorted(groups.loc[groups.duplicated("group"), "item_id"])
 
 
+def label_conflicts(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Near-duplicate pairs filed under two different labels, with the duplicate group they belong
+    to: the same image (or lesion) cannot be both, so one label is wrong, or the pair shows a
+    model the answer. Empty (same columns) when there are none."""
+    groups = duplicate_groups(pairs).set_index("item_id")["group"]
+    conflicts = pairs[pairs["label_a"] != pairs["label_b"]].copy()
+    conflicts.insert(0, "group", conflicts["item_a"].map(groups).astype("Int64"))
+    return conflicts.reset_index(drop=True)
+
+
+def conflicting_items(pairs: pd.DataFrame) -> list[str]:
+    """For ``conflicts: drop``: every item of a duplicate group whose items carry more than one
+    label (not just the two sides of a conflicting pair: a copy of either side is as doubtful)."""
+    groups = duplicate_groups(pairs)
+    if groups.empty:
+        return []
+    labels = pd.concat([pairs[["item_a", "label_a"]].set_axis(["item_id", "label"], axis=1),
+                        pairs[["item_b", "label_b"]].set_axis(["item_id", "label"], axis=1)]).drop_duplicates("item_id")
+    groups = groups.merge(labels, on="item_id")
+    mixed = groups.groupby("group")["label"].nunique()
+    return sorted(groups.loc[groups["group"].isin(mixed[mixed > 1].index), "item_id"])
+
+
+def conflict_summary(conflicts: pd.DataFrame, shown: int = 5) -> str:
+    """One log line: how many conflicting pairs, and the first few as item (label) ~ item (label)."""
+    first = ", ".join(f"{row.item_a} ({row.label_a}) ~ {row.item_b} ({row.label_b})"
+                      for row in conflicts.head(shown).itertuples())
+    more = f" and {len(conflicts) - shown} more" if len(conflicts) > shown else ""
+    return (f"{len(conflicts)} near-duplicate item pairs carry different labels, in "
+            f"{conflicts['group'].nunique()} duplicate groups: {first}{more}")
+
+
+def test_items_with_copy(pairs: pd.DataFrame, splits: Mapping) -> int:
+    """Test items that have a near-duplicate on a patient outside the test set (the training
+    side: training or validation of any fold). Dropped items take no part."""
+    dropped = set(splits.get("excluded_items", []))
+    pairs = pairs[~pairs["item_a"].isin(dropped) & ~pairs["item_b"].isin(dropped)]
+    test = set(splits["test"])
+    a_test, b_test = pairs["patient_a"].isin(test), pairs["patient_b"].isin(test)
+    return len(set(pairs.loc[a_test & ~b_test, "item_a"]) | set(pairs.loc[b_test & ~a_test, "item_b"]))
+
+
+def policy_effects(frames: pd.DataFrame, pairs: pd.DataFrame, labels: Sequence[str], split_settings,
+                   conflicts: str = "keep") -> pd.DataFrame:
+    """What each near-duplicate policy would do to this data set: the split drawn under
+    ``report``, ``group`` and ``drop`` (same seed), and per policy how many test items keep a
+    near-duplicate on the training side, how many items are dropped and patients grouped."""
+    from sonoflow.split import make_splits
+
+    removed = conflicting_items(pairs) if conflicts == "drop" else []
+    rows = []
+    for policy in POLICIES:
+        excluded = sorted(set(removed) | set(dropped_items(pairs) if policy == "drop" else []))
+        splits = make_splits(frames, labels, split_settings, groups=patient_groups(pairs) if policy == "group" else None,
+                             excluded_items=excluded)
+        test_items = frames.loc[frames["patient_id"].isin(set(splits["test"])) & ~frames["item_id"].isin(set(excluded)),
+                                "item_id"].nunique()
+        rows.append({"policy": policy, "test_items": test_items,
+                     "test_items_with_copy": test_items_with_copy(pairs, splits),
+                     "items_dropped": len(excluded), "patients_grouped": len(splits["groups"])})
+    return pd.DataFrame(rows)
+
+
 def crossing_pairs(pairs: pd.DataFrame, splits: Mapping) -> pd.DataFrame:
     """Near-duplicate pairs whose items lie on two sides of a split, per fold: train-val,
     train-test and val-test. Dropped items (policy drop) take no side."""
@@ -220,13 +287,17 @@ def crossing_pairs(pairs: pd.DataFrame, splits: Mapping) -> pd.DataFrame:
         for first, second in (("train", "val"), ("train", "test"), ("val", "test")):
             row[f"{first}_{second}"] = int((((a == first) & (b == second)) | ((a == second) & (b == first))).sum())
         row["crossing"] = row["train_val"] + row["train_test"] + row["val_test"]
+        row["test_items_with_copy"] = test_items_with_copy(pairs, splits)
         rows.append(row)
-    return pd.DataFrame(rows, columns=["fold", "pairs", "train_val", "train_test", "val_test", "crossing"])
+    return pd.DataFrame(rows, columns=["fold", "pairs", "train_val", "train_test", "val_test", "crossing",
+                                       "test_items_with_copy"])
 
 
-def pairs_figure(path, pairs: pd.DataFrame, store, max_pairs: int = 12) -> None:
-    """Thumbnails of near-duplicate pairs side by side (those across patients first), for people
-    to check."""
+def pairs_figure(path, pairs: pd.DataFrame, store, max_pairs: int = 12,
+                 title: str = "near-duplicate pairs (red: different patients)",
+                 empty: str = "no near-duplicate pairs") -> None:
+    """Thumbnails of near-duplicate pairs side by side (those across patients first), each
+    titled with its item, patient and label, for people to check."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -240,14 +311,15 @@ def pairs_figure(path, pairs: pd.DataFrame, store, max_pairs: int = 12) -> None:
     for axis in axes.ravel():
         axis.axis("off")
     if shown.empty:
-        axes[0, 0].text(0, 0.5, "no near-duplicate pairs", fontsize=9)
+        axes[0, 0].text(0, 0.5, empty, fontsize=9)
     for r, pair in enumerate(shown.itertuples()):
         for c, side in enumerate("ab"):
             frame = store.gather(pd.DataFrame({"shard": [getattr(pair, f"shard_{side}")], "row": [getattr(pair, f"row_{side}")]}))[0]
             axes[r, c].imshow(frame, cmap="gray", vmin=0, vmax=255)
-            axes[r, c].set_title(f"{getattr(pair, f'item_{side}')} ({getattr(pair, f'patient_{side}')})"
+            axes[r, c].set_title(f"{getattr(pair, f'item_{side}')} ({getattr(pair, f'patient_{side}')}): "
+                                 f"{getattr(pair, f'label_{side}')}"
                                  + (f"\ncorrelation {pair.correlation:.2f}" if c == 0 else "\n"), fontsize=7,
                                  color="red" if pair.crosses_patients else "black")
-    figure.suptitle("near-duplicate pairs (red: different patients)", fontsize=9)
+    figure.suptitle(title, fontsize=9)
     figure.tight_layout(rect=(0, 0, 1, 1 - 0.45 / (2.3 * rows)))  # room for the title above the first row
     save_figure(figure, path)

@@ -25,7 +25,7 @@ from sonoflow.media import MediaError, iter_frames, media_kind, read_image
 RESIZE_MODES = ("pad", "stretch")
 FRAME_COLUMNS = [
     "row", "item_id", "patient_id", "label", "split", "frame_index", "time_s", "has_mask",
-    "source_height", "source_width", "crop_y0", "crop_y1", "crop_x0", "crop_x1",
+    "source_height", "source_width", "crop_y0", "crop_y1", "crop_x0", "crop_x1", "colour",
 ]
 BBox = tuple[int, int, int, int]  # y0, y1, x0, x1 (end-exclusive)
 
@@ -174,9 +174,10 @@ def _thumbnail(frame: np.ndarray) -> np.ndarray:
 
 
 def read_item_frames(
-    path: str | os.PathLike, settings: IngestSettings
+    path: str | os.PathLike, settings: IngestSettings, colour: list | None = None
 ) -> tuple[list[int], list[float], list[np.ndarray]]:
-    """Decode one item once: indices, times and gray frames that sampling and de-duplication keep."""
+    """Decode one item once: indices, times and gray frames that sampling and de-duplication keep;
+    ``colour``, when given, receives the colour mask of each kept frame (``media.colour_mask``)."""
     kind = media_kind(path)
     n_frames, source_fps = _source_length(path, kind)
     keep = frame_selector(settings, n_frames, source_fps)
@@ -184,7 +185,8 @@ def read_item_frames(
     times: list[float] = []
     frames: list[np.ndarray] = []
     last_thumbnail: np.ndarray | None = None
-    for index, time_s, frame in iter_frames(path, keep):
+    decoded_colour: list[np.ndarray] = []
+    for index, time_s, frame in iter_frames(path, keep, decoded_colour):
         if frames and frame.shape != frames[0].shape:
             raise MediaError(f"{path}: frame {index} is {frame.shape}, the first frame {frames[0].shape}")
         if settings.dedup_threshold > 0:
@@ -196,6 +198,8 @@ def read_item_frames(
                 if difference < settings.dedup_threshold:
                     continue
             last_thumbnail = thumbnail
+        if colour is not None:
+            colour.append(decoded_colour[-1])
         indices.append(index)
         times.append(time_s)
         frames.append(frame)
@@ -315,6 +319,7 @@ class IngestedItem:
     times: list[float]
     source_shape: tuple[int, int]  # height, width
     bbox: BBox
+    colour: list[float] | None = None  # per frame: share of the scan area in colour (before grayscale)
 
 
 def mask_paths(value: object) -> list[str]:
@@ -339,7 +344,8 @@ def read_mask(paths: list[str], shape: tuple[int, int]) -> np.ndarray:
 
 def ingest_item(path: str | os.PathLike, settings: IngestSettings, masks: list[str] | None = None) -> IngestedItem:
     """Frames (and the lesion mask of a still image) of one item, cropped and resized."""
-    indices, times, frames = read_item_frames(path, settings)
+    colour: list[np.ndarray] = []
+    indices, times, frames = read_item_frames(path, settings, colour)
     if not frames:
         raise MediaError(f"{path} yielded no frames")
     if masks and (media_kind(path) == "video" or len(frames) != 1):
@@ -353,7 +359,8 @@ def ingest_item(path: str | os.PathLike, settings: IngestSettings, masks: list[s
     out_masks = None
     if masks:
         out_masks = crop_resize(read_mask(masks, source_shape), bbox, area, settings, is_mask=True)[None]
-    return IngestedItem(out, out_masks, indices, times, source_shape, bbox)
+    colour_share = [round(float(np.count_nonzero(c & area)) / max(int(np.count_nonzero(area)), 1), 5) for c in colour]
+    return IngestedItem(out, out_masks, indices, times, source_shape, bbox, colour_share)
 
 
 def preview_image(frame: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
@@ -425,13 +432,14 @@ def ingest_shard(rows: pd.DataFrame, settings: IngestSettings, out_dir: str | os
             except (MediaError, cv2.error, OSError) as exc:
                 raise MediaError(f"{item_id}: {exc}") from exc
             split = row.get("split")
-            for index, time_s in zip(item.frame_indices, item.times):
+            for index, time_s, colour in zip(item.frame_indices, item.times, item.colour):
                 records.append({
                     "row": len(records), "item_id": item_id, "patient_id": str(row["patient_id"]),
                     "label": str(row["label"]), "split": "" if pd.isna(split) else str(split),
                     "frame_index": index, "time_s": time_s, "has_mask": item.masks is not None,
                     "source_height": item.source_shape[0], "source_width": item.source_shape[1],
                     "crop_y0": item.bbox[0], "crop_y1": item.bbox[1], "crop_x0": item.bbox[2], "crop_x1": item.bbox[3],
+                    "colour": colour,
                 })
             frames.append(item.frames)
             masks.append(item.masks if item.masks is not None else np.zeros_like(item.frames))

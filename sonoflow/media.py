@@ -66,8 +66,25 @@ def to_gray_uint8(frame: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(frame)
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """A still image (or mask) as 2-D uint8 grayscale."""
+# A pixel is coloured when its channels spread by more than this (0-255): Doppler, coloured
+# calipers and annotations; JPEG chroma noise on a gray scan stays well below it.
+COLOUR_SPREAD = 40
+
+
+def colour_mask(frame: np.ndarray) -> np.ndarray:
+    """Coloured pixels of a decoded frame (before it goes to grayscale), as a 2-D bool array;
+    all False for a gray frame."""
+    if frame.ndim != 3 or frame.shape[2] < 3:
+        return np.zeros(frame.shape[:2], bool)
+    channels = frame[..., :3]
+    if channels.dtype != np.uint8:
+        channels = (channels.astype(np.float32) * (255.0 / max(float(channels.max()), 1.0))).astype(np.uint8)
+    return (channels.max(axis=2) - channels.min(axis=2)) > COLOUR_SPREAD
+
+
+def read_image(path: str | os.PathLike, colour: list | None = None) -> np.ndarray:
+    """A still image (or mask) as 2-D uint8 grayscale; ``colour``, when given, receives the
+    image's ``colour_mask`` (taken before the conversion)."""
     data = np.fromfile(str(path), dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
@@ -79,6 +96,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
                 image = np.asarray(im.convert("L"))
         except Exception as exc:  # noqa: BLE001 - any failure means "unreadable"
             raise MediaError(f"cannot decode image {path}: {exc}") from exc
+    if colour is not None:
+        colour.append(colour_mask(image))
     return to_gray_uint8(image)
 
 
@@ -159,23 +178,26 @@ def probe(path: str | os.PathLike) -> MediaInfo:
 
 
 def iter_frames(
-    path: str | os.PathLike, keep: Callable[[int, float], bool] | None = None
+    path: str | os.PathLike, keep: Callable[[int, float], bool] | None = None, colour: list | None = None
 ) -> Iterator[tuple[int, float, np.ndarray]]:
     """Decode ``path`` once and yield ``(frame_index, time_s, gray_uint8)`` for kept frames.
 
     ``keep(index, time_s)`` decides per frame; frames it rejects are grabbed but not converted,
     which is the cheap path in OpenCV. Stills yield a single frame with index 0 and time 0.
+    ``colour``, when given, receives each yielded frame's ``colour_mask`` before it is yielded.
     """
     keep = keep or (lambda index, time_s: True)
     kind = media_kind(path)
     if kind == "image":
-        yield 0, 0.0, read_image(path)
+        yield 0, 0.0, read_image(path, colour)
         return
     if kind == "dicom":
         pixels, fps = _dicom_pixels(path)
         for index, frame in enumerate(pixels):
             time_s = index / fps if fps else 0.0
             if keep(index, time_s):
+                if colour is not None:
+                    colour.append(colour_mask(np.asarray(frame)))
                 yield index, time_s, to_gray_uint8(np.asarray(frame))
         return
     cap = cv2.VideoCapture(str(path))
@@ -193,6 +215,8 @@ def iter_frames(
                 ok, frame = cap.retrieve()
                 if ok and frame is not None:
                     decoded_any = True
+                    if colour is not None:
+                        colour.append(colour_mask(frame))
                     yield index, time_s, to_gray_uint8(frame)
             index += 1
         # keep() is asked exactly once per frame: it may count what it has accepted.

@@ -100,13 +100,15 @@ def check_enough_patients(frames: pd.DataFrame, labels: Sequence[str], settings:
 
 
 def make_splits(frames: pd.DataFrame, labels: Sequence[str], settings: SplitSettings,
-                groups: Mapping[str, str] | None = None, excluded_items: Sequence[str] = ()) -> dict:
+                groups: Mapping[str, str] | None = None, excluded_items: Sequence[str] = (),
+                excluded_frames: Sequence[str] = ()) -> dict:
     """The splits as a JSON-ready dict: test patients and, per fold, train and val patients.
 
     ``groups`` (patient -> group, e.g. patients linked by near-duplicate images) keeps every
-    group on one side of every split; ``excluded_items`` (e.g. dropped duplicates) take no part.
+    group on one side of every split; ``excluded_items`` (e.g. dropped duplicates or label
+    conflicts) and ``excluded_frames`` (``frame_key`` of frames with burned-in marks) take no part.
     """
-    frames = frames[~frames["item_id"].isin(set(excluded_items))]
+    frames = usable_frames(frames, {"excluded_items": excluded_items, "excluded_frames": excluded_frames})
     groups = {pid: group for pid, group in (groups or {}).items() if pid in set(frames["patient_id"])}
     patients = patient_table(frames)
     unknown = sorted(set(patients["label"]) - set(labels))
@@ -137,14 +139,24 @@ def make_splits(frames: pd.DataFrame, labels: Sequence[str], settings: SplitSett
             folds.append({"fold": fold, "train": sorted(set(rest["patient_id"].iloc[train_index])),
                           "val": sorted(set(rest["patient_id"].iloc[val_index]))})
     splits = {"seed": settings.seed, "settings": asdict(settings), "labels": list(labels), "test": test, "folds": folds,
-              "groups": dict(sorted(groups.items())), "excluded_items": sorted(set(excluded_items))}
+              "groups": dict(sorted(groups.items())), "excluded_items": sorted(set(excluded_items)),
+              "excluded_frames": sorted(set(excluded_frames))}
     check_splits(splits, patients["label"].to_dict())
     return splits
 
 
+def frame_key(frames: pd.DataFrame) -> pd.Series:
+    """'shard:row', the address of a frame in the per-shard arrays, as splits.json lists them."""
+    return frames["shard"].astype(str) + ":" + frames["row"].astype(str)
+
+
 def usable_frames(frames: pd.DataFrame, splits: Mapping) -> pd.DataFrame:
-    """The frames that take part in the split: items excluded from it (dropped duplicates) are not."""
-    return frames[~frames["item_id"].isin(set(splits.get("excluded_items", [])))]
+    """The frames that take part in the split: excluded items (dropped duplicates, label
+    conflicts) and excluded frames (dropped for burned-in marks) are not."""
+    usable = ~frames["item_id"].isin(set(splits.get("excluded_items", [])))
+    if splits.get("excluded_frames"):
+        usable &= ~frame_key(frames).isin(set(splits["excluded_frames"]))
+    return frames[usable]
 
 
 def check_splits(splits: Mapping, patient_labels: Mapping[str, str] | None = None) -> None:

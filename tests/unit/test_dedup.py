@@ -132,3 +132,32 @@ def test_drop_policy_takes_copies_out_of_the_split(planted):
     assert splits["excluded_items"] == excluded and len(excluded) == len(pairs)
     assert not set(usable_frames(table, splits)["item_id"]) & set(excluded)
     assert crossing_pairs(found, splits)["crossing"].sum() == 0
+
+
+def test_planted_cross_label_copies_are_exactly_the_label_conflicts(planted):
+    """Every other planted copy is filed under another label: those pairs, and only those, are
+    conflicts; `conflicts: drop` removes every item of their groups before the split."""
+    from sonoflow.dedup import conflicting_items, label_conflicts, policy_effects
+
+    table, frames, pairs = planted
+    labels = sorted(table["label"].unique())
+    table = table.copy()
+    relabelled = {copy for k, (_, copy) in enumerate(sorted(pairs)) if k % 2 == 0}
+    for copy in relabelled:
+        here = table["item_id"] == copy
+        table.loc[here, "label"] = labels[(labels.index(table.loc[here, "label"].iloc[0]) + 1) % len(labels)]
+    found = near_duplicates(table, frame_embeddings(frames), Frames(frames), DedupSettings())
+    conflicts = label_conflicts(found)
+    expected = {pair for pair in pairs if pair[1] in relabelled}
+    print(f"{len(pairs)} planted copies, {len(expected)} under another label: {len(conflicts)} conflicts found")
+    assert set(zip(conflicts["item_a"], conflicts["item_b"])) == expected
+    assert (conflicts["label_a"] != conflicts["label_b"]).all() and conflicts["group"].notna().all()
+    assert set(conflicting_items(found)) == {item for pair in expected for item in pair}
+    # The split under each policy: `group` leaves no test item with a copy on the training side.
+    table = table.assign(time_s=0.0, has_mask=False)
+    effects = policy_effects(table, found, labels, SplitSettings(test_fraction=0.3, folds=2, seed=0)).set_index("policy")
+    print(effects.to_string())
+    assert effects.loc["group", "test_items_with_copy"] == 0 and effects.loc["drop", "test_items_with_copy"] == 0
+    assert effects.loc["report", "test_items_with_copy"] > 0
+    dropped = policy_effects(table, found, labels, SplitSettings(test_fraction=0.3, folds=2, seed=0), conflicts="drop")
+    assert (dropped["items_dropped"] >= 2 * len(expected)).all()

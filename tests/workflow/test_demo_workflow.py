@@ -13,6 +13,7 @@ pytestmark = pytest.mark.workflow
 SIZE = TINY_CONFIG["ingest"]["size"]
 SHARDS = TINY_CONFIG["shards"]
 FOLDS = TINY_CONFIG["split"]["folds"]
+TINY_CONFIG_LABELS = ["cyst", "hyperechoic_mass", "hypoechoic_mass", "normal"]  # config.yaml's labels
 INPUTS = TINY_CONFIG["train"]["inputs"]
 # Jobs that rerun whenever anything the whole data set feeds changes: U-Net, ROIs, classifiers.
 SEGMENTATION_JOBS = {"train_segmenter": 1, "segment": SHARDS, "segment_metrics": 1}
@@ -115,7 +116,8 @@ def test_report_holds_every_figure_and_table_and_the_manifest_describes_the_run(
     html = (demo_run / "results/report.html").read_text(errors="replace")
     expected = ["manifest.json", "frames.csv", "split_report.csv", "summary.csv", "overlays.png", "history.csv",
                 "folds.csv", "headline.csv", "roc.png", "pr.png", "confusion.png", "calibration.png", "training.png",
-                "compare.csv"]
+                "compare.csv", "conflicts.csv", "conflicts.png", "shortcuts.csv", "summary.html", "marks_per_class.csv",
+                "marks.png"]
     missing = [name for name in expected if name not in html]
     assert not missing, missing
 
@@ -194,7 +196,8 @@ def test_added_item_reruns_one_shard_only(demo_run, tmp_path):
     jobs = planned_jobs(workdir, config={"samples": str(sheet_path)})
     # One shard's ingest, denoise and embedding; everything that depends on the whole data set reruns.
     assert jobs == {"ingest": 1, "denoise": 1, "dedup_embed": 1, "frames_table": 1, "dedup": 1, "split": 1,
-                    "dedup_crossing": 1, **SEGMENTATION_JOBS, **TRAINING_JOBS}, jobs
+                    "dedup_crossing": 1, "audit": 1, "shortcuts": 1, "audit_summary": 1, **SEGMENTATION_JOBS,
+                    **TRAINING_JOBS}, jobs
 
 
 def test_changed_denoise_setting_reruns_from_denoise_on(demo_run, tmp_path):
@@ -325,7 +328,7 @@ def test_planted_duplicate_under_another_patient_is_found_and_grouped(demo_run, 
     workdir = tmp_path / "work"
     workdir.mkdir()
     # CV only: grouping two patients leaves the tiny demo too few groups per class for a test set too.
-    config = {"samples": str(data / "with_copy.csv"), "dedup": {"policy": "group"}, "split": {"test_fraction": 0.0}}
+    config = {"samples": str(data / "with_copy.csv"), "split": {"test_fraction": 0.0}}  # dedup.policy group: the default
     run_snakemake(workdir, "results/dedup/crossing.csv", config=config)
     pairs = pd.read_csv(workdir / "results/dedup/pairs.csv", dtype=str)
     assert {(source["item_id"], "copy_of_it")} == set(zip(pairs["item_a"], pairs["item_b"]))
@@ -333,6 +336,39 @@ def test_planted_duplicate_under_another_patient_is_found_and_grouped(demo_run, 
     assert splits["groups"] == {source["patient_id"]: min(source["patient_id"], "COPY01"),
                                 "COPY01": min(source["patient_id"], "COPY01")}
     assert (pd.read_csv(workdir / "results/dedup/crossing.csv")["crossing"] == 0).all()
+    assert pd.read_csv(workdir / "results/dedup/conflicts.csv").empty, "same label: no conflict"
+
+
+def test_planted_cross_label_copy_is_a_conflict_and_drop_removes_its_group(demo_run, tmp_path):
+    import json
+
+    import cv2
+
+    data = tmp_path / "data"
+    shutil.copytree(demo_run / "results/demo", data)
+    sheet = pd.read_csv(data / "samples.csv", keep_default_na=False)
+    source = sheet[sheet["path"].str.endswith(".png")].iloc[0]
+    other = next(label for label in TINY_CONFIG_LABELS if label != source["label"])
+    copy = cv2.resize(cv2.imread(str(data / source["path"]), cv2.IMREAD_GRAYSCALE), None, fx=0.8, fy=0.8)
+    cv2.imwrite(str(data / "copy.png"), copy)
+    row = {"patient_id": "COPY01", "item_id": "copy_of_it", "path": "copy.png", "label": other, "mask": "", "split": ""}
+    pd.concat([sheet, pd.DataFrame([row])]).to_csv(data / "cross_label.csv", index=False)
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    config = {"samples": str(data / "cross_label.csv"), "split": {"test_fraction": 0.0},
+              "dedup": {"conflicts": "drop"}}
+    run_snakemake(workdir, "results/dedup/crossing.csv", "results/audit/summary.csv", config=config)
+    conflicts = pd.read_csv(workdir / "results/dedup/conflicts.csv", dtype=str)
+    assert list(zip(conflicts["item_a"], conflicts["item_b"], conflicts["label_a"], conflicts["label_b"])) == [
+        (source["item_id"], "copy_of_it", source["label"], other)]
+    assert "1 near-duplicate item pairs carry different labels" in (workdir / "results/logs/dedup/dedup.log").read_text()
+    splits = json.loads((workdir / "results/splits.json").read_text())
+    assert splits["excluded_items"] == sorted([source["item_id"], "copy_of_it"])
+    assert "2 items of near-duplicate groups" in (workdir / "results/logs/split.log").read_text()
+    summary = pd.read_csv(workdir / "results/audit/summary.csv", keep_default_na=False)
+    conflict_row = summary[summary["finding"].str.startswith("label conflicts")].iloc[0]
+    assert conflict_row["value"] == "1" or conflict_row["value"] == 1
+    assert (workdir / "results/dedup/conflicts.png").stat().st_size > 5000
 
 
 def test_without_segmentation_cam_quality_uses_the_sheets_own_masks(demo_run):
@@ -342,12 +378,23 @@ def test_without_segmentation_cam_quality_uses_the_sheets_own_masks(demo_run):
     assert cam_inputs and all("results/ingest/shard_00/masks.npy" in block for block in cam_inputs), result.stdout[-3000:]
 
 
-def test_retuned_duplicate_detector_reruns_no_split_or_training_under_report(demo_run):
+def test_retuned_duplicate_detector_reruns_the_split_under_group_not_ingest(demo_run):
+    # `group` is the default: the split reads the pairs, so a retuned detector reruns it.
     jobs = planned_jobs(demo_run, config={"dedup": {"min_correlation": 0.6}})
-    assert jobs.get("dedup") == 1 and jobs.get("dedup_crossing") == 1, jobs
-    assert not {"ingest", "denoise", "split", "train_segmenter", "train"} & set(jobs), jobs
-    # With `group` the split reads the pairs, so it (and what follows) reruns.
-    assert "split" in planned_jobs(demo_run, config={"dedup": {"policy": "group"}})
+    assert jobs.get("dedup") == 1 and jobs.get("dedup_crossing") == 1 and jobs.get("split") == 1, jobs
+    assert not {"ingest", "denoise", "dedup_embed", "audit"} & set(jobs), jobs
+
+
+def test_mark_policies_change_training_only_when_asked(demo_run):
+    # report (default): the audit is in the run, and nothing of training depends on it.
+    assert (demo_run / "results/audit/summary.csv").exists() and (demo_run / "results/audit/shortcuts.csv").exists()
+    inpaint = planned_jobs(demo_run, config={"audit": {"marks": "inpaint"}})
+    assert inpaint.get("audit_inpaint") == SHARDS and inpaint.get("denoise") == SHARDS and "split" not in inpaint, inpaint
+    drop = planned_jobs(demo_run, config={"audit": {"marks": "drop"}})
+    assert drop.get("split") == 1 and not {"audit_inpaint", "denoise", "audit"} & set(drop), drop
+    # Retuning the detector under report reruns the audit, never training.
+    retuned = planned_jobs(demo_run, config={"audit": {"contrast": 60}})
+    assert retuned.get("audit") == SHARDS and not {"split", "denoise", "train"} & set(retuned), retuned
 
 
 def held_out_sheet(workdir, path):

@@ -132,14 +132,47 @@ def shard_records(wildcards):
 
 
 def dedup_pairs(wildcards):
-    """The near-duplicate pairs the split honours (policy group or drop). With `report` the split
-    does not read them, so re-tuning the detector reruns no split and no training."""
-    uses_pairs = config["dedup"]["enabled"] and config["dedup"]["policy"] in ("group", "drop")
+    """The near-duplicate pairs the split honours (policy group or drop, or conflicts drop). With
+    `report` and `keep` the split does not read them, so re-tuning the detector reruns no split
+    and no training."""
+    dedup = config["dedup"]
+    uses_pairs = dedup["enabled"] and (dedup["policy"] in ("group", "drop") or dedup["conflicts"] == "drop")
     return ["results/dedup/pairs.csv"] if uses_pairs else []
+
+
+def audit_marks_for_split(wildcards):
+    """Per-shard mark tables, read by the split only when `audit.marks: drop` removes marked frames."""
+    uses_marks = config["audit"]["enabled"] and config["audit"]["marks"] == "drop"
+    return expand("results/audit/shard_{shard}/marks.csv", shard=SHARDS) if uses_marks else []
+
+
+def denoise_source(wildcards):
+    """The frames denoise reads: the ingested ones, or with `audit.marks: inpaint` the same frames
+    with their burned-in marks inpainted."""
+    if config["audit"]["enabled"] and config["audit"]["marks"] == "inpaint":
+        return f"results/audit/shard_{wildcards.shard}/inpainted.npy"
+    return f"results/ingest/shard_{wildcards.shard}/frames.npy"
 
 
 def dedup_crossing(wildcards):
     return ["results/dedup/crossing.csv"] if config["dedup"]["enabled"] else []
+
+
+def audit_summary_inputs(wildcards):
+    """The near-duplicate findings the audit summary reports, when the near-duplicate stage runs."""
+    if not config["dedup"]["enabled"]:
+        return {}
+    return {"pairs": "results/dedup/pairs.csv", "conflicts": "results/dedup/conflicts.csv",
+            "policies": "results/dedup/policies.csv"}
+
+
+# Keys of `audit` per consumer, so that choosing a policy or retuning the probe reruns no detector.
+AUDIT_DETECTOR_KEYS = ("bright", "rare", "contrast", "max_width", "max_size", "colour")
+AUDIT_PROBE_KEYS = ("probe_folds", "probe_boot", "probe_warn", "seed")
+
+
+def audit_settings(keys):
+    return {key: config["audit"][key] for key in keys}
 
 
 def denoise_settings():
@@ -277,6 +310,8 @@ def final_targets(wildcards):
         targets += expand("results/cam/{run}/quality.csv", run=explained_runs())
     if config["evaluate"]["readers"]:
         targets += expand("results/evaluate/{run}/readers_vs_model.csv", run=runs())
+    if config["audit"]["enabled"]:
+        targets += ["results/audit/summary.csv"]
     return targets
 
 

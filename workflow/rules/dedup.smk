@@ -24,6 +24,18 @@ rule dedup:
             subcategory="near-duplicates",
         ),
         groups="results/dedup/groups.csv",
+        conflicts=report(
+            "results/dedup/conflicts.csv",
+            caption="../report/dedup_conflicts.rst",
+            category="2. Split",
+            subcategory="near-duplicates",
+        ),
+        conflicts_figure=report(
+            "results/dedup/conflicts.png",
+            caption="../report/dedup_conflicts_figure.rst",
+            category="2. Split",
+            subcategory="near-duplicates",
+        ),
         figure=report(
             "results/dedup/pairs.png",
             caption="../report/dedup_figure.rst",
@@ -44,8 +56,14 @@ rule dedup_crossing:
     input:
         pairs="results/dedup/pairs.csv",
         splits="results/splits.json",
+        frames="results/frames.csv",
     output:
         crossing="results/dedup/crossing.csv",
+        policies="results/dedup/policies.csv",
+    params:
+        labels=config["labels"],
+        split=config["split"],
+        conflicts=config["dedup"]["conflicts"],
     log:
         "results/logs/dedup/crossing.log",
     conda:

@@ -1,6 +1,6 @@
 rule denoise:
     input:
-        frames="results/ingest/shard_{shard}/frames.npy",
+        frames=denoise_source,
     output:
         frames="results/denoise/shard_{shard}/frames.npy",
     params:

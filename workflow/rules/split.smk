@@ -2,6 +2,7 @@ rule split:
     input:
         frames="results/frames.csv",
         pairs=dedup_pairs,
+        marks=audit_marks_for_split,
     output:
         splits="results/splits.json",
         report=report(
@@ -13,6 +14,7 @@ rule split:
         settings=config["split"],
         labels=config["labels"],
         dedup_policy=config["dedup"]["policy"],
+        dedup_conflicts=config["dedup"]["conflicts"],
     log:
         "results/logs/split.log",
     conda:
