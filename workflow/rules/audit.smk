@@ -14,7 +14,7 @@ rule audit:
     log:
         "results/logs/audit/shard_{shard}.log",
     conda:
-        "../../envs/ingest.yaml"
+        "../../envs/train.yaml"
     script:
         "../../scripts/audit.py"
 
@@ -30,7 +30,7 @@ rule audit_inpaint:
     log:
         "results/logs/audit/inpaint_{shard}.log",
     conda:
-        "../../envs/ingest.yaml"
+        "../../envs/train.yaml"
     script:
         "../../scripts/audit_inpaint.py"
 
