@@ -27,6 +27,9 @@ OPTIONAL_COLUMNS = ["mask", "split"]
 SPLIT_VALUES = {"", "train", "test"}
 ITEM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # item ids name files: keep them plain
 MAX_REPORTED = 20
+# The probe cache's table, named by the probe's version: results of an older probe (which, e.g.,
+# passed DICOM files without pixel data) are never reused.
+PROBE_TABLE = "probe_v2"
 
 
 class SheetError(ValueError):
@@ -266,7 +269,8 @@ class ProbeCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(self.path, timeout=60)
         connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("CREATE TABLE IF NOT EXISTS probe (path TEXT PRIMARY KEY, size INTEGER, mtime INTEGER, result TEXT)")
+        connection.execute(f"CREATE TABLE IF NOT EXISTS {PROBE_TABLE} (path TEXT PRIMARY KEY, size INTEGER, mtime INTEGER, "
+                           f"result TEXT)")
         return connection
 
     def probe_many(self, paths: Iterable[str]) -> dict[str, MediaInfo | MediaError]:
@@ -279,7 +283,7 @@ class ProbeCache:
         connection = self._connect()
         try:
             if connection is not None:
-                for path, size, mtime, result in connection.execute("SELECT path, size, mtime, result FROM probe"):
+                for path, size, mtime, result in connection.execute(f"SELECT path, size, mtime, result FROM {PROBE_TABLE}"):
                     if path in stats and stats[path] == (size, mtime):
                         results[path] = _decode(result)
             todo = [path for path in paths if path not in results]
@@ -290,7 +294,7 @@ class ProbeCache:
                 self.probes += len(todo)
                 if connection is not None:
                     with connection:
-                        connection.executemany("INSERT OR REPLACE INTO probe VALUES (?, ?, ?, ?)",
+                        connection.executemany(f"INSERT OR REPLACE INTO {PROBE_TABLE} VALUES (?, ?, ?, ?)",
                                                [(p, *stats[p], _encode(results[p])) for p in todo])
         finally:
             if connection is not None:

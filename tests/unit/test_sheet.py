@@ -255,3 +255,22 @@ def test_a_sheet_in_another_encoding_names_the_line_and_the_fix(data):
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b"Jos\xe9", "Jos\u00e9".encode()))
     table = validate_sheet(read_sheet(path), labels=LABELS, sheet_name="samples.csv")
     assert table["patient_id"].tolist() == ["P1", "P1", "Jos\u00e9"]
+
+
+def test_results_of_an_older_probe_are_not_reused(data, tmp_path):
+    """A cache written by the probe that passed header-only DICOM files must not pass them now."""
+    import sqlite3
+
+    from test_media import write_dicom
+
+    folder, rows = data
+    dicom = write_dicom(folder / "header_only.dcm", np.zeros((1, 40, 50), np.uint8), pixel_data=False)
+    stat = dicom.stat()
+    cache_file = tmp_path / "probe.sqlite"
+    with sqlite3.connect(cache_file) as old:  # the version-1 layout, holding a stale "valid" result
+        old.execute("CREATE TABLE probe (path TEXT PRIMARY KEY, size INTEGER, mtime INTEGER, result TEXT)")
+        old.execute("INSERT INTO probe VALUES (?, ?, ?, ?)", (str(dicom), stat.st_size, stat.st_mtime_ns,
+                    '{"kind": "dicom", "width": 50, "height": 40, "n_frames": 1, "fps": 0.0}'))
+    rows[1][2] = "header_only.dcm"
+    with pytest.raises(SheetError, match="line 3.*has no pixel data"):
+        check(folder, rows, probe_cache=ProbeCache(cache_file))
