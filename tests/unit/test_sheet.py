@@ -239,7 +239,7 @@ def test_every_problem_of_a_bad_sheet_is_in_one_message(data, tmp_path):
     for text in expected:
         assert text in message, (text, message)
     assert message.startswith("8 problem(s) in samples.csv")
-    assert "line 9" not in message and "line 4" not in message  # intact and cut-short clips pass
+    assert "samples.csv line 9" not in message and "samples.csv line 4" not in message  # intact and cut-short clips pass
     positions = [message.index(text) for text in ("line 2 ", "line 3 ", "line 5 ", "line 6 ", "line 7 ", "line 8 ",
                                                   "line 10:")]
     assert positions == sorted(positions), "in line order"

@@ -57,6 +57,6 @@ def test_every_problem_is_named_in_one_message_before_any_job(tmp_path):
                  "line 7 (item 'f'): a mask is only allowed for an image of one frame, not a DICOM of 3 frames",
                  "line 9: not UTF-8 text (byte 0xeb at column 3", "save the sheet as UTF-8"]:
         assert text in message, (text, message[-3000:])
-    assert "line 8" not in message
+    assert "samples.csv line 8" not in message
     assert not (workdir / "results").exists(), "nothing may be written before the sheet is valid"
     assert sorted((p.name, p.stat().st_mtime_ns) for p in data.iterdir()) == before, "raw data is only read"
