@@ -23,8 +23,8 @@ import torch
 from scipy import ndimage
 from torch import nn
 
-from sonoflow.frames import IngestSettings, crop_resize
 from sonoflow import checkpoints
+from sonoflow.frames import IngestSettings, crop_resize
 from sonoflow.models import adapt_input_channels, map_by_position, resolve_weights
 from sonoflow.split import PatientPartition, select_frames, unit_hash
 from sonoflow.train import AugmentSettings, as_unit_float, augment_batch, normalise, pick_device, seed_everything

@@ -352,8 +352,9 @@ def _load_resume_state(path, fingerprint: str) -> dict | None:
         return None
     try:
         state = checkpoints.load_resume_state(path)
-    except checkpoints.UnsafeCheckpointError:
-        raise  # not a leftover of a killed job (those are never half written): someone else's file
+    except checkpoints.UnsafeCheckpointError as error:  # not what a killed job leaves: never used, never deleted
+        raise checkpoints.UnsafeCheckpointError(f"{error}. A resume state only saves time: delete it, and this fold "
+                                                f"trains from epoch 0") from None
     except checkpoints.CheckpointError as error:  # a damaged state means: start over
         log.warning("ignoring unreadable resume state %s: %s", path, error)
         return None
