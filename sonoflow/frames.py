@@ -195,7 +195,8 @@ def read_item_frames(
     kind = media_kind(path)
     n_frames, source_fps = _source_length(path, kind)
     result, decoded = _read_planned(path, settings, n_frames, source_fps)
-    if n_frames > 0 and decoded != n_frames:
+    # Stills are one frame; a DICOM's frames are all decoded at once (or it fails): clips only.
+    if kind == "video" and n_frames > 0 and decoded != n_frames:
         if decoded < SHORT_DECODE_SHARE * n_frames:
             log.warning("%s: the header promises %d frames but only %d decode (damaged or cut short?); "
                         "frames are sampled from the %d that decode", path, n_frames, decoded, decoded)

@@ -382,7 +382,10 @@ def cut_clip(tmp_path: Path, n: int = 40) -> tuple[Path, int]:
     return cut, decodable
 
 
-def test_a_clip_cut_short_is_sampled_over_the_frames_that_decode_and_logged(tmp_path, caplog):
+def test_a_clip_cut_short_is_sampled_over_the_frames_that_decode_and_logged(tmp_path, caplog, monkeypatch):
+    import sonoflow.frames as frames_module
+    from sonoflow.media import iter_frames
+
     cut, decodable = cut_clip(tmp_path)
     settings = IngestSettings(max_frames=4, dedup_threshold=0.0)
     with caplog.at_level("WARNING", logger="sonoflow.frames"):
@@ -390,12 +393,17 @@ def test_a_clip_cut_short_is_sampled_over_the_frames_that_decode_and_logged(tmp_
     # Spread over the decodable frames, as for an intact clip of that length: all 4 planned frames.
     assert indices == np.round(np.linspace(0, decodable - 1, 4)).astype(int).tolist() and len(frames) == 4
     assert f"the header promises 40 frames but only {decodable} decode" in caplog.text and str(cut) in caplog.text
-    # An intact clip decodes once and says nothing.
+    # An intact clip, a still and a DICOM cine decode once and say nothing.
     caplog.clear()
     clip = write_video(tmp_path / "ok.mp4", distinct_frames(12))
+    calls = []
+    monkeypatch.setattr(frames_module, "iter_frames", lambda *args: calls.append(args[0]) or iter_frames(*args))
     with caplog.at_level("WARNING", logger="sonoflow.frames"):
         assert read_item_frames(clip, settings)[0] == [0, 4, 7, 11]
+        assert read_item_frames(write_png(tmp_path / "still.png", distinct_frames(1)[0]), settings)[0] == [0]
+        assert read_item_frames(write_dicom(tmp_path / "cine.dcm", distinct_frames(6)), settings)[0] == [0, 2, 3, 5]
     assert caplog.text == ""
+    assert [Path(path).name for path in calls] == ["ok.mp4", "still.png", "cine.dcm"], "one decoding pass each"
 
 
 def test_16_bit_images_scaled_by_bit_depth_unless_configured_per_image(tmp_path):
