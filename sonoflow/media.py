@@ -156,9 +156,13 @@ def _check_dicom_pixel_data(ds, path, width: int, height: int, n_frames: int) ->
     if tag is None:
         raise MediaError(f"DICOM {path} has no pixel data (a header-only file, report or structured document?)")
     element = ds.get_item(tag, keep_deferred=True)
-    length, start = getattr(element, "length", None), getattr(element, "value_tell", None)
-    if length is None or length == 0xFFFFFFFF:  # read already, or compressed (encapsulated): decoded at ingest
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is not None and syntax.is_compressed:  # encapsulated frames: only decoding tells
         return
+    if getattr(element, "value", None) is None:  # deferred (large): its length, from the header
+        length, start = int(element.length), getattr(element, "value_tell", None)
+    else:
+        length, start = len(element.value), None
     if length == 0:
         raise MediaError(f"DICOM {path} has empty pixel data")
     if start is not None and start + length > os.path.getsize(path):
@@ -167,6 +171,8 @@ def _check_dicom_pixel_data(ds, path, width: int, height: int, n_frames: int) ->
     if tag == "PixelData":
         bits = int(getattr(ds, "BitsAllocated", 8) or 8)
         samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
+        if str(getattr(ds, "PhotometricInterpretation", "")).endswith("_422"):
+            samples = 2  # two chroma samples shared by each pair of pixels
         expected = (width * height * n_frames * samples * bits + 7) // 8
         if length < expected:
             raise MediaError(f"DICOM {path} has too little pixel data: {length} bytes for {n_frames} frame(s) of "

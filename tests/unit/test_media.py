@@ -233,18 +233,34 @@ def test_signed_dicom_is_scaled_around_its_bit_depth(tmp_path):
 
 
 def test_probe_rejects_dicom_without_or_with_short_pixel_data(tmp_path):
-    pixels = distinct_frames(3, 20, 24)
+    pixels = distinct_frames(3, 200, 200)  # 120 000 bytes: more than the probe reads, so only its length is looked at
     header_only = write_dicom(tmp_path / "header.dcm", pixels, pixel_data=False)
     with pytest.raises(MediaError, match=r"header.dcm has no pixel data"):
         probe(header_only)
     full = write_dicom(tmp_path / "full.dcm", pixels).read_bytes()
     (tmp_path / "cut.dcm").write_bytes(full[:-500])
-    with pytest.raises(MediaError, match=r"cut.dcm is truncated: its pixel data needs 1440 bytes, the file holds 940"):
+    with pytest.raises(MediaError, match=r"cut.dcm is truncated: its pixel data needs 120000 bytes, the file holds 119500"):
         probe(tmp_path / "cut.dcm")
     short = write_dicom(tmp_path / "short.dcm", pixels[:1])
     ds = pydicom.dcmread(short)
     ds.NumberOfFrames = 3  # the header promises more frames than the pixel data holds
     ds.save_as(short)
-    with pytest.raises(MediaError, match=r"short.dcm has too little pixel data: 480 bytes for 3 frame"):
+    with pytest.raises(MediaError, match=r"short.dcm has too little pixel data: 40000 bytes for 3 frame"):
         probe(short)
     assert probe(tmp_path / "full.dcm").n_frames == 3
+
+
+def test_probe_checks_small_read_pixel_data_and_passes_422_colour(tmp_path):
+    """Pixel data small enough to be read with the header is checked too; YBR_FULL_422 holds two
+    samples per pixel, not three, and is complete."""
+    small = write_dicom(tmp_path / "small.dcm", distinct_frames(2, 8, 8))
+    ds = pydicom.dcmread(small)
+    ds.PixelData = ds.PixelData[:100]
+    ds.save_as(small)
+    with pytest.raises(MediaError, match=r"small.dcm has too little pixel data: 100 bytes for 2 frame"):
+        probe(small)
+    ybr = write_dicom(tmp_path / "ybr.dcm", np.zeros((1, 8, 8, 3), np.uint8), photometric="YBR_FULL_422")
+    ds = pydicom.dcmread(ybr)
+    ds.PixelData = bytes(8 * 8 * 2)
+    ds.save_as(ybr)
+    assert probe(ybr).n_frames == 1
