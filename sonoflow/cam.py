@@ -68,9 +68,10 @@ class CamSettings:
 
 def load_classifier(path, device: str = "auto") -> tuple[nn.Module, dict]:
     """A trained fold's classifier in eval mode, and its checkpoint metadata."""
+    from sonoflow.checkpoints import load_classifier as load_classifier_checkpoint
     from sonoflow.models import build_model
 
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = load_classifier_checkpoint(path)
     settings = checkpoint["settings"]
     model = build_model(checkpoint["model_name"], len(checkpoint["labels"]), in_channels=checkpoint["in_channels"],
                         input_size=settings["input_size"])

@@ -7,10 +7,9 @@ lesion mask of a still image) is cropped to that area and resized to ``size x si
 
 from __future__ import annotations
 
+import logging
 import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable, Mapping
@@ -19,8 +18,10 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from sonoflow.io import save_csv, save_npy
-from sonoflow.media import MediaError, iter_frames, media_kind, read_image
+from sonoflow.io import atomic_dir, save_csv, save_npy
+from sonoflow.media import INTENSITY_MODES, MediaError, iter_frames, media_kind, read_image
+
+log = logging.getLogger("sonoflow.frames")
 
 RESIZE_MODES = ("pad", "stretch")
 FRAME_COLUMNS = [
@@ -61,6 +62,7 @@ class IngestSettings:
     dedup_threshold: float = 2.0
     crop: bool = True
     previews: int = 2
+    intensity: str = "bit_depth"  # 16-bit data: bit_depth (BitsStored for DICOM) | per_image (min-max)
 
     def __post_init__(self) -> None:
         if self.size < 1:
@@ -77,6 +79,8 @@ class IngestSettings:
             raise ValueError(f"ingest dedup_threshold must be >= 0, got {self.dedup_threshold}")
         if self.previews < 0:
             raise ValueError(f"ingest previews must be >= 0, got {self.previews}")
+        if self.intensity not in INTENSITY_MODES:
+            raise ValueError(f"ingest intensity must be one of {INTENSITY_MODES}, got {self.intensity!r}")
         if not isinstance(self.crop, bool):
             raise ValueError(f"ingest crop must be true or false, got {self.crop!r}")
 
@@ -173,20 +177,62 @@ def _thumbnail(frame: np.ndarray) -> np.ndarray:
     return shrink_by(frame, max(1, frame.shape[0] // THUMBNAIL_SIZE), max(1, frame.shape[1] // THUMBNAIL_SIZE))
 
 
+# A clip that decodes fewer than this share of the frames its header promises is reported.
+SHORT_DECODE_SHARE = 0.9
+
+
 def read_item_frames(
     path: str | os.PathLike, settings: IngestSettings, colour: list | None = None
 ) -> tuple[list[int], list[float], list[np.ndarray]]:
-    """Decode one item once: indices, times and gray frames that sampling and de-duplication keep;
-    ``colour``, when given, receives the colour mask of each kept frame (``media.colour_mask``)."""
+    """Decode one item: indices, times and gray frames that sampling and de-duplication keep.
+
+    Sampling is planned over the header's frame count, which is what a clip holds unless it is
+    damaged (cut short) or its container only estimates the count. Decoding counts the frames it
+    really gets; when that count would have chosen other frames, the item is decoded once more
+    with the plan made over the decodable count, and a clip far shorter than its header says is
+    reported in the ingest log with both counts. ``colour``, when given, receives the colour mask
+    of each kept frame (``media.colour_mask``).
+    """
     kind = media_kind(path)
     n_frames, source_fps = _source_length(path, kind)
+    kept_colour: list | None = [] if colour is not None else None
+    result, decoded = _read_planned(path, settings, n_frames, source_fps, kept_colour)
+    # Stills are one frame; a DICOM's frames are all decoded at once (or it fails): clips only.
+    if kind == "video" and n_frames > 0 and decoded != n_frames:
+        if decoded < SHORT_DECODE_SHARE * n_frames:
+            log.warning("%s: the header promises %d frames but only %d decode (damaged or cut short?); "
+                        "frames are sampled from the %d that decode", path, n_frames, decoded, decoded)
+        if _planned(settings, decoded, source_fps) != _planned(settings, n_frames, source_fps) & set(range(decoded)):
+            kept_colour = [] if colour is not None else None
+            result, _ = _read_planned(path, settings, decoded, source_fps, kept_colour)
+    if colour is not None:
+        colour.extend(kept_colour)
+    return result
+
+
+def _planned(settings: IngestSettings, n_frames: int, source_fps: float) -> set[int]:
+    """The frame indices a plan over ``n_frames`` keeps."""
     keep = frame_selector(settings, n_frames, source_fps)
+    return {index for index in range(n_frames) if keep(index, 0.0)}
+
+
+def _read_planned(path, settings: IngestSettings, n_frames: int, source_fps: float, colour: list | None = None):
+    """One decoding pass with the plan made for ``n_frames``; also returns how many frames decoded.
+    ``colour``, when given, receives the colour mask of each kept frame."""
+    plan = frame_selector(settings, n_frames, source_fps)
+    seen = 0
+
+    def keep(index: int, time_s: float) -> bool:  # asked once per decoded frame, in order
+        nonlocal seen
+        seen = index + 1
+        return plan(index, time_s)
+
     indices: list[int] = []
     times: list[float] = []
     frames: list[np.ndarray] = []
     last_thumbnail: np.ndarray | None = None
-    decoded_colour: list[np.ndarray] = []
-    for index, time_s, frame in iter_frames(path, keep, decoded_colour):
+    decoded_colour: list[np.ndarray] | None = [] if colour is not None else None
+    for index, time_s, frame in iter_frames(path, keep, settings.intensity, decoded_colour):
         if frames and frame.shape != frames[0].shape:
             raise MediaError(f"{path}: frame {index} is {frame.shape}, the first frame {frames[0].shape}")
         if settings.dedup_threshold > 0:
@@ -203,7 +249,7 @@ def read_item_frames(
         indices.append(index)
         times.append(time_s)
         frames.append(frame)
-    return indices, times, frames
+    return (indices, times, frames), seen
 
 
 # --- Scan area --------------------------------------------------------------------------------
@@ -333,7 +379,7 @@ def read_mask(paths: list[str], shape: tuple[int, int]) -> np.ndarray:
     """Union of binary masks as uint8 0/1: >127 is lesion, or >0 for masks stored as 0/1."""
     union = np.zeros(shape, bool)
     for path in paths:
-        mask = read_image(path)
+        mask = read_image(path, "per_image")  # binary: any two levels (0/1, 0/255, 0/65535) map to 0/255
         if mask.shape != shape:
             raise MediaError(
                 f"mask {path} is {mask.shape[1]}x{mask.shape[0]} pixels but its image is {shape[1]}x{shape[0]}"
@@ -387,18 +433,6 @@ def _write_previews(folder: Path, item_id: str, item: IngestedItem, count: int) 
             raise OSError(f"cannot write preview {path}")
 
 
-def _replace_folder(new: Path, target: Path) -> None:
-    """Swap a finished folder into place, so ``target`` is never seen half written."""
-    old = target.with_name(f".{target.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if target.exists():
-        os.replace(target, old)
-    os.replace(new, target)
-    if old.exists():
-        shutil.rmtree(old)
-
-
 def _sorted_items(rows: pd.DataFrame) -> list[dict]:
     """The shard's rows as records in item_id order (an empty frame may have no columns)."""
     if rows.empty:
@@ -423,8 +457,8 @@ def ingest_shard(rows: pd.DataFrame, settings: IngestSettings, out_dir: str | os
     frames: list[np.ndarray] = []
     masks: list[np.ndarray] = []
     records: list[dict] = []
-    previews = Path(tempfile.mkdtemp(prefix=".previews.", dir=out_dir))
-    try:
+    # previews/ is swapped in whole; a folder left by a killed job is removed as this one starts.
+    with atomic_dir(out_dir / "previews") as previews:
         for row in items:
             item_id = row["item_id"]
             try:
@@ -447,11 +481,6 @@ def ingest_shard(rows: pd.DataFrame, settings: IngestSettings, out_dir: str | os
         empty = np.zeros((0, settings.size, settings.size), np.uint8)
         save_npy(out_dir / "frames.npy", np.concatenate(frames) if frames else empty)
         save_npy(out_dir / "masks.npy", np.concatenate(masks) if masks else empty)
-        previews.chmod(0o755)  # mkdtemp makes it private
-        _replace_folder(previews, out_dir / "previews")
-    finally:
-        if previews.exists():
-            shutil.rmtree(previews)
     table = pd.DataFrame.from_records(records, columns=FRAME_COLUMNS)
     # Written last: a complete table means complete arrays.
     save_csv(out_dir / "frames.csv", table)

@@ -10,6 +10,7 @@ import contextlib
 import glob
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -51,6 +52,46 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def remove_leftovers(path: str | os.PathLike) -> list[Path]:
+    """Remove what killed writers of ``path`` left next to it: hidden ``.<name>.*`` temporary
+    files and folders (from ``atomic_path`` and ``atomic_dir``). Only the writer of ``path`` may
+    call this (Snakemake runs one job per output), so nothing live is removed. Returns them."""
+    path = Path(path)
+    removed = []
+    if path.parent.is_dir():
+        for leftover in path.parent.glob(f".{glob.escape(path.name)}.*"):
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover)
+            else:
+                leftover.unlink(missing_ok=True)
+            removed.append(leftover)
+    return removed
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty hidden folder next to ``path``; swap it in as ``path`` only on success.
+
+    ``path`` is never seen half written: until the swap it is the old folder (or absent). A
+    folder left by a killed writer (``.<name>.XXXX``) is removed when the next writer starts.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    old = path.with_name(f".{path.name}.old")
+    try:
+        yield tmp
+        tmp.chmod(0o777 & ~_UMASK)  # mkdtemp makes it private
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+    finally:
+        for leftover in (tmp, old):
+            if leftover.exists():
+                shutil.rmtree(leftover)
 
 
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:

@@ -19,6 +19,10 @@ VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".gif", ".m4v", ".mkv"})
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 DICOM_EXTENSIONS = frozenset({".dcm", ".dicom"})
 SUPPORTED_EXTENSIONS = VIDEO_EXTENSIONS | IMAGE_EXTENSIONS | DICOM_EXTENSIONS
+# How data deeper than 8 bits becomes 0-255: by the bit depth it is stored with (BitsStored for
+# DICOM), one gain for every image of a scanner; or per image (cine) from its own min to max.
+INTENSITY_MODES = ("bit_depth", "per_image")
+PIXEL_DATA_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 
 class MediaError(ValueError):
@@ -50,8 +54,39 @@ def media_kind(path: str | os.PathLike) -> str:
     )
 
 
-def to_gray_uint8(frame: np.ndarray) -> np.ndarray:
-    """Any decoded frame (gray, BGR, BGRA, 16-bit, float) to 2-D uint8."""
+def _check_intensity(intensity: str) -> None:
+    if intensity not in INTENSITY_MODES:
+        raise ValueError(f"intensity must be one of {INTENSITY_MODES}, got {intensity!r}")
+
+
+def _min_max(pixels: np.ndarray) -> np.ndarray:
+    pixels = pixels.astype(np.float32)
+    lo, hi = float(pixels.min()), float(pixels.max())
+    return np.zeros(pixels.shape, np.uint8) if hi <= lo else ((pixels - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+
+
+def scale_to_uint8(pixels: np.ndarray, intensity: str = "bit_depth", bits: int | None = None,
+                   signed: bool | None = None) -> np.ndarray:
+    """Deeper-than-8-bit data as uint8.
+
+    ``bit_depth``: integers scaled by their stored bit depth (``bits``, default the dtype's), the
+    lowest storable value to 0 and the highest to 255, so every image of one scanner gets one
+    gain. ``per_image`` (and float data, which has no bit depth): from the array's own min to max.
+    """
+    _check_intensity(intensity)
+    if pixels.dtype == np.uint8:
+        return pixels
+    if intensity == "per_image" or not np.issubdtype(pixels.dtype, np.integer):
+        return _min_max(pixels)
+    bits = int(bits or pixels.dtype.itemsize * 8)
+    signed = np.issubdtype(pixels.dtype, np.signedinteger) if signed is None else signed
+    lowest = -(2 ** (bits - 1)) if signed else 0
+    values = (pixels.astype(np.float64) - lowest) * (255.0 / (2**bits - 1))
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+
+
+def to_gray_uint8(frame: np.ndarray, intensity: str = "bit_depth") -> np.ndarray:
+    """Any decoded frame (gray, BGR, BGRA, 16-bit, float) to 2-D uint8 (see ``scale_to_uint8``)."""
     if frame.ndim == 3:
         if frame.shape[2] == 1:
             frame = frame[:, :, 0]
@@ -59,11 +94,7 @@ def to_gray_uint8(frame: np.ndarray) -> np.ndarray:
             frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2GRAY)
         else:
             frame = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-    if frame.dtype != np.uint8:
-        frame = frame.astype(np.float32)
-        lo, hi = float(frame.min()), float(frame.max())
-        frame = np.zeros(frame.shape, np.uint8) if hi <= lo else ((frame - lo) * (255.0 / (hi - lo))).astype(np.uint8)
-    return np.ascontiguousarray(frame)
+    return np.ascontiguousarray(scale_to_uint8(frame, intensity))
 
 
 # A pixel is coloured when its channels spread by more than this (0-255): Doppler, coloured
@@ -82,9 +113,9 @@ def colour_mask(frame: np.ndarray) -> np.ndarray:
     return (channels.max(axis=2) - channels.min(axis=2)) > COLOUR_SPREAD
 
 
-def read_image(path: str | os.PathLike, colour: list | None = None) -> np.ndarray:
-    """A still image (or mask) as 2-D uint8 grayscale; ``colour``, when given, receives the
-    image's ``colour_mask`` (taken before the conversion)."""
+def read_image(path: str | os.PathLike, intensity: str = "bit_depth", colour: list | None = None) -> np.ndarray:
+    """A still image (or mask) as 2-D uint8 grayscale; 16-bit data scaled as ``intensity`` says;
+    ``colour``, when given, receives the image's ``colour_mask`` (taken before the conversion)."""
     data = np.fromfile(str(path), dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
@@ -98,7 +129,7 @@ def read_image(path: str | os.PathLike, colour: list | None = None) -> np.ndarra
             raise MediaError(f"cannot decode image {path}: {exc}") from exc
     if colour is not None:
         colour.append(colour_mask(image))
-    return to_gray_uint8(image)
+    return to_gray_uint8(image, intensity)
 
 
 def _dicom_fps(ds) -> float:
@@ -109,8 +140,11 @@ def _dicom_fps(ds) -> float:
     return float(getattr(ds, "CineRate", 0) or getattr(ds, "RecommendedDisplayFrameRate", 0) or 0)
 
 
-def _dicom_pixels(path: str | os.PathLike) -> tuple[np.ndarray, float]:
-    """All frames as (N, H, W) uint8 or (N, H, W, 3) BGR, and the frame rate (0 if unknown)."""
+def _dicom_pixels(path: str | os.PathLike, intensity: str = "bit_depth") -> tuple[np.ndarray, float]:
+    """All frames as (N, H, W) uint8 or (N, H, W, 3) BGR, and the frame rate (0 if unknown).
+
+    Deeper data is scaled by BitsStored (``bit_depth``), or over the whole cine from its min to
+    its max (``per_image``): one scale for all frames, so brightness does not flicker."""
     import pydicom
 
     try:
@@ -124,17 +158,44 @@ def _dicom_pixels(path: str | os.PathLike) -> tuple[np.ndarray, float]:
         pixels = pixels[None]
     if samples == 1 and pixels.ndim == 4:
         pixels = pixels[..., 0]
-    if pixels.dtype != np.uint8:
-        # One scale for the whole cine, so brightness does not flicker from frame to frame.
-        pixels = pixels.astype(np.float32)
-        lo, hi = float(pixels.min()), float(pixels.max())
-        pixels = np.zeros(pixels.shape, np.uint8) if hi <= lo else ((pixels - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+    bits = int(getattr(ds, "BitsStored", 0) or 0) or None
+    pixels = scale_to_uint8(pixels, intensity, bits, signed=int(getattr(ds, "PixelRepresentation", 0) or 0) == 1)
     if str(getattr(ds, "PhotometricInterpretation", "")) == "MONOCHROME1":
         pixels = 255 - pixels  # MONOCHROME1 stores bright as low values
     # pydicom >= 3 already returns YBR colour data as RGB (the header still says YBR).
     if samples == 3:
         pixels = pixels[..., ::-1]  # RGB -> BGR for to_gray_uint8
     return pixels, _dicom_fps(ds)
+
+
+def _check_dicom_pixel_data(ds, path, width: int, height: int, n_frames: int) -> None:
+    """A DICOM must hold pixel data, and uncompressed pixel data must be all there (cheap: the
+    element's length and the file's size, no decoding)."""
+    tag = next((tag for tag in PIXEL_DATA_TAGS if tag in ds), None)
+    if tag is None:
+        raise MediaError(f"DICOM {path} has no pixel data (a header-only file, report or structured document?)")
+    element = ds.get_item(tag, keep_deferred=True)
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is not None and syntax.is_compressed:  # encapsulated frames: only decoding tells
+        return
+    if getattr(element, "value", None) is None:  # deferred (large): its length, from the header
+        length, start = int(element.length), getattr(element, "value_tell", None)
+    else:
+        length, start = len(element.value), None
+    if length == 0:
+        raise MediaError(f"DICOM {path} has empty pixel data")
+    if start is not None and start + length > os.path.getsize(path):
+        raise MediaError(f"DICOM {path} is truncated: its pixel data needs {length} bytes, "
+                         f"the file holds {max(os.path.getsize(path) - start, 0)}")
+    if tag == "PixelData":
+        bits = int(getattr(ds, "BitsAllocated", 8) or 8)
+        samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
+        if str(getattr(ds, "PhotometricInterpretation", "")).endswith("_422"):
+            samples = 2  # two chroma samples shared by each pair of pixels
+        expected = (width * height * n_frames * samples * bits + 7) // 8
+        if length < expected:
+            raise MediaError(f"DICOM {path} has too little pixel data: {length} bytes for {n_frames} frame(s) of "
+                             f"{width}x{height}x{samples} at {bits} bits ({expected} bytes)")
 
 
 def probe(path: str | os.PathLike) -> MediaInfo:
@@ -157,11 +218,14 @@ def probe(path: str | os.PathLike) -> MediaInfo:
         import pydicom
 
         try:
-            ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+            # Large values (the pixels) are skipped, not read: only their length is looked at.
+            ds = pydicom.dcmread(str(path), defer_size="64 KB")
             width, height = int(ds.Columns), int(ds.Rows)
         except Exception as exc:  # noqa: BLE001
             raise MediaError(f"cannot read DICOM {path}: {exc}") from exc
-        return MediaInfo("dicom", width, height, int(getattr(ds, "NumberOfFrames", 1) or 1), _dicom_fps(ds))
+        n_frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+        _check_dicom_pixel_data(ds, path, width, height, n_frames)
+        return MediaInfo("dicom", width, height, n_frames, _dicom_fps(ds))
     cap = cv2.VideoCapture(str(path))
     try:
         if not cap.isOpened():
@@ -178,21 +242,24 @@ def probe(path: str | os.PathLike) -> MediaInfo:
 
 
 def iter_frames(
-    path: str | os.PathLike, keep: Callable[[int, float], bool] | None = None, colour: list | None = None
+    path: str | os.PathLike, keep: Callable[[int, float], bool] | None = None, intensity: str = "bit_depth",
+    colour: list | None = None,
 ) -> Iterator[tuple[int, float, np.ndarray]]:
     """Decode ``path`` once and yield ``(frame_index, time_s, gray_uint8)`` for kept frames.
 
     ``keep(index, time_s)`` decides per frame; frames it rejects are grabbed but not converted,
     which is the cheap path in OpenCV. Stills yield a single frame with index 0 and time 0.
     ``colour``, when given, receives each yielded frame's ``colour_mask`` before it is yielded.
+    ``intensity`` says how data deeper than 8 bits is scaled (``INTENSITY_MODES``).
     """
+    _check_intensity(intensity)
     keep = keep or (lambda index, time_s: True)
     kind = media_kind(path)
     if kind == "image":
-        yield 0, 0.0, read_image(path, colour)
+        yield 0, 0.0, read_image(path, intensity, colour)
         return
     if kind == "dicom":
-        pixels, fps = _dicom_pixels(path)
+        pixels, fps = _dicom_pixels(path, intensity)
         for index, frame in enumerate(pixels):
             time_s = index / fps if fps else 0.0
             if keep(index, time_s):

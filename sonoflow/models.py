@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from sonoflow.checkpoints import load_state_dict
 from sonoflow.weights import resolve_weights
 
 log = logging.getLogger("sonoflow.models")
@@ -93,26 +94,6 @@ def model_spec(name: str) -> ModelSpec:
     if name not in REGISTRY:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(MODEL_NAMES)}")
     return REGISTRY[name]
-
-
-def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """A published state dict from a .safetensors file or a tensors-only torch file (no code runs)."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    return _state_dict_of(torch.load(path, map_location="cpu", weights_only=True))
-
-
-def _state_dict_of(loaded) -> dict[str, torch.Tensor]:
-    if isinstance(loaded, nn.Module):
-        return loaded.state_dict()
-    for key in ("model", "state_dict", "model_state_dict"):
-        if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
-            return loaded[key]
-    if isinstance(loaded, dict):
-        return loaded
-    raise ValueError(f"not a state dict: {type(loaded).__name__}")
 
 
 def _weights_only(state: dict[str, torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
@@ -196,7 +177,7 @@ def build_model(name: str, num_classes: int, *, in_channels: int = 1, weights: s
     model = spec.build(input_size)
     path = resolve_weights(weights, name)
     if path is not None:
-        state = read_weights(path)
+        state = load_state_dict(path, "pretrained weights")
         if name == "vit_b_16":  # published at 224 px: interpolate the position embeddings
             from torchvision.models.vision_transformer import interpolate_embeddings
 
@@ -226,7 +207,7 @@ def load_checkpoint_into(model: nn.Module, path: str) -> None:
     checkpoint = Path(path)
     if not checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint to initialise from not found: {checkpoint}")
-    state = _state_dict_of(torch.load(checkpoint, map_location="cpu", weights_only=False))
+    state = load_state_dict(checkpoint, "checkpoint to initialise from")
     ours = model.state_dict()
     fitting = {k: v for k, v in state.items() if k in ours and ours[k].shape == v.shape}
     if len(fitting) < 0.5 * len(ours):

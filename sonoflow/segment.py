@@ -28,11 +28,12 @@ import torch
 from scipy import ndimage
 from torch import nn
 
+from sonoflow import checkpoints
 from sonoflow.frames import IngestSettings, crop_resize
-from sonoflow.models import adapt_input_channels, map_by_position, read_weights
-from sonoflow.weights import resolve_weights
+from sonoflow.models import adapt_input_channels, map_by_position
 from sonoflow.split import PatientPartition, select_frames, unit_hash
 from sonoflow.train import AugmentSettings, as_unit_float, augment_batch, normalise, pick_device, seed_everything
+from sonoflow.weights import resolve_weights
 
 log = logging.getLogger("sonoflow.segment")
 
@@ -96,7 +97,7 @@ def load_encoder_weights(model: nn.Module, encoder: str, path) -> None:
     ``tu-*`` encoders are timm models (features only); the EfficientNet-PyTorch key layout is
     mapped onto the full timm model by position first, as for the classifier.
     """
-    state = read_weights(Path(path))
+    state = checkpoints.load_state_dict(path, "pretrained encoder weights")
     target = model.encoder.model if encoder.startswith("tu-") else model.encoder
     if any(key.startswith("_conv_stem") for key in state):
         import timm
@@ -242,17 +243,13 @@ def save_segmenter(path, model: nn.Module, settings: SegmentSettings, partition:
                    best_epoch: int) -> None:
     """The U-Net with its settings and the patients it trained and validated on (kept so that
     evaluation can prove it never saw the patients it is scored on)."""
-    from sonoflow.io import atomic_path
-
-    with atomic_path(path) as tmp:
-        torch.save({"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                    "settings": settings.to_dict(), "best_epoch": best_epoch,
-                    "patients": {"train": sorted(partition.train), "val": sorted(partition.val)}}, tmp)
+    checkpoints.save_segmenter(path, model, settings=settings.to_dict(), best_epoch=best_epoch,
+                               patients={"train": partition.train, "val": partition.val})
 
 
 def load_segmenter(path, device: str | None = None) -> tuple[nn.Module, SegmentSettings, dict]:
     """The trained U-Net (on its configured device), its settings and its patient lists."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = checkpoints.load_segmenter(path)
     stored = dict(checkpoint["settings"])
     settings = SegmentSettings(**{**stored, "augment": AugmentSettings(**stored["augment"]), "weights": None})
     model = build_unet(settings.encoder, 1)
@@ -325,7 +322,7 @@ def evaluation_frames(frames: pd.DataFrame, splits: Mapping, segmenter_path) -> 
     patients it never saw (fold K's validation patients for a fold_K segmenter); else, as a last
     resort and labelled so, its early-stopping validation patients. Overlap with its training
     patients is refused by PatientPartition."""
-    patients = torch.load(segmenter_path, map_location="cpu", weights_only=False)["patients"]
+    patients = checkpoints.load_segmenter(segmenter_path)["patients"]
     has_mask = frames["has_mask"].astype(str).str.lower() == "true"
     masked = set(frames.loc[has_mask, "patient_id"])
     unseen = masked - set(patients["train"]) - set(patients["val"])

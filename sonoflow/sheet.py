@@ -1,13 +1,15 @@
 """The sample sheet: reading, validation before any job runs, and stable shards.
 
 Checks run cheapest first (columns, ids, labels, files) and the media probe last, with a
-persistent cache so that an unchanged file is probed once, ever. Every problem is reported with
-the line of the sheet it is on, all of them in one error.
+persistent cache so that an unchanged file is probed once, ever. Every row's files are probed
+even when other columns are wrong: every problem is reported with the line of the sheet it is
+on, all of them in one error, in line order.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -25,6 +27,9 @@ OPTIONAL_COLUMNS = ["mask", "split"]
 SPLIT_VALUES = {"", "train", "test"}
 ITEM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # item ids name files: keep them plain
 MAX_REPORTED = 20
+# The probe cache's table, named by the probe's version: results of an older probe (which, e.g.,
+# passed DICOM files without pixel data) are never reused.
+PROBE_TABLE = "probe_v2"
 
 
 class SheetError(ValueError):
@@ -44,23 +49,52 @@ def _resolve(value: str, base_dir: Path) -> str:
     return str(path if path.is_absolute() else (base_dir / path).resolve())
 
 
+UTF8_HELP = ("save the sheet as UTF-8 (Excel: Save As > 'CSV UTF-8 (Comma delimited)'; LibreOffice: "
+             "'Edit filter settings' > 'Unicode (UTF-8)'; or: iconv -f WINDOWS-1252 -t UTF-8 old.csv > new.csv)")
+
+
+def sheet_text(path: str | os.PathLike) -> tuple[str, list[str]]:
+    """The sheet's text and a problem per line that is not UTF-8 (a byte-order mark is allowed).
+
+    Such lines are not guessed into another encoding (that could silently garble ids and
+    paths): they are read with the bad bytes replaced by U+FFFD, so that every other check still
+    runs and reports in the same message, and each is named with its bytes and how to fix it.
+    """
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig"), []
+    except UnicodeDecodeError:
+        pass
+    problems = []
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        try:
+            line.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as error:
+            near = line[max(error.start - 20, 0) : error.start + 20].decode("utf-8", "replace").strip()
+            problems.append(f"{Path(path).name} line {number}: not UTF-8 text (byte {line[error.start]:#04x} at "
+                            f"column {error.start + 1}, near {near!r}); {UTF8_HELP}")
+    return data.decode("utf-8-sig", errors="replace"), problems
+
+
 def read_sheet(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a CSV/TSV sheet as strings; add `line` (as the user sees it) and absolute paths."""
+    """Read a CSV/TSV sheet (UTF-8) as strings; add `line` (as the user sees it) and absolute paths."""
     path = Path(path)
     if not path.is_file():
         raise SheetError(f"sample sheet not found: {path}")
-    with open(path, newline="") as handle:
-        header = handle.readline()
+    text, encoding_problems = sheet_text(path)
+    header = text.split("\n", 1)[0]
     separator = "\t" if path.suffix.lower() in {".tsv", ".tab"} or "\t" in header else ","
     try:
-        table = pd.read_csv(path, sep=separator, dtype=str, keep_default_na=False, skip_blank_lines=False)
+        table = pd.read_csv(io.StringIO(text), sep=separator, dtype=str, keep_default_na=False, skip_blank_lines=False)
     except pd.errors.EmptyDataError:
         raise SheetError(f"sample sheet {path} is empty") from None
     table.columns = [str(column).strip() for column in table.columns]
     table = table.apply(lambda column: column.str.strip())
     table.insert(0, "line", range(2, len(table) + 2))  # the header is line 1
     table = table[(table.drop(columns="line") != "").any(axis=1)]  # blank lines are not rows
-    return resolve_paths(table, path.parent)
+    table = resolve_paths(table, path.parent)
+    table.attrs["sheet_problems"] = encoding_problems  # reported by validate_sheet with all others
+    return table
 
 
 def resolve_paths(table: pd.DataFrame, base_dir: str | os.PathLike) -> pd.DataFrame:
@@ -95,6 +129,15 @@ def relative_paths(table: pd.DataFrame, folder: str | os.PathLike, *, inside_onl
     return table
 
 
+def _by_line(problems: list[str]) -> list[str]:
+    """Problems in the order of the first sheet line each names (stable), as a reader goes."""
+    def first_line(problem: str) -> int:
+        match = re.search(r" lines? (\d+)", problem)
+        return int(match.group(1)) if match else 0
+
+    return sorted(problems, key=first_line)
+
+
 def _where(row, sheet_name: str) -> str:
     item = f" (item {row.item_id!r})" if getattr(row, "item_id", "") else ""
     return f"{sheet_name} line {row.line}{item}"
@@ -113,19 +156,21 @@ def validate_sheet(
     ``require_labels=False`` (new cases to predict): the label column may be missing or empty;
     a label that is given must still be known and the same for all items of a patient.
     """
+    read_problems = list(table.attrs.get("sheet_problems", []))  # from reading the file (encoding)
     if table.empty:
-        raise SheetError(f"{sheet_name} has no rows")
+        raise SheetError("\n".join([f"{sheet_name} has no rows", *read_problems]))
     if not require_labels and "label" not in table.columns:
         table = table.assign(label="")
     required = REQUIRED_COLUMNS if require_labels else [c for c in REQUIRED_COLUMNS if c != "label"]
     missing = [column for column in REQUIRED_COLUMNS if column not in table.columns]
     if missing:
-        raise SheetError(f"{sheet_name} lacks column(s) {missing}; required: {REQUIRED_COLUMNS}, optional: {OPTIONAL_COLUMNS}")
+        raise SheetError("\n".join([f"{sheet_name} lacks column(s) {missing}; required: {REQUIRED_COLUMNS}, "
+                                     f"optional: {OPTIONAL_COLUMNS}", *read_problems]))
     table = resolve_paths(table, Path.cwd()) if "line" not in table.columns else table.copy()
     for column in OPTIONAL_COLUMNS:
         if column not in table.columns:
             table[column] = ""
-    problems: list[str] = []
+    problems: list[str] = read_problems
     rows = list(table.itertuples(index=False))
 
     for row in rows:
@@ -157,6 +202,8 @@ def validate_sheet(
         if row.split not in SPLIT_VALUES:
             problems.append(f"{_where(row, sheet_name)}: split must be empty, 'train' or 'test', not {row.split!r}")
 
+    # Every row's files are checked even when other columns are wrong, so that one message
+    # lists everything; the probe (header, first frame; cached) reads only files that exist.
     files_ok: dict[str, bool] = {}
     for row in rows:
         for role, value in [("file", row.path)] + [("mask", p) for p in row.mask.split(";") if p]:
@@ -171,28 +218,34 @@ def validate_sheet(
                 files_ok[value] = False
             else:
                 files_ok[value] = True
-        if row.mask and row.path and files_ok.get(row.path) and media_kind(row.path) == "video":
-            problems.append(f"{_where(row, sheet_name)}: a mask is only allowed for an image, not a video")
-    if problems:
-        raise _problems_error(sheet_name, problems)
 
-    # Only now, with everything else right, read file headers (cached).
     cache = probe_cache or ProbeCache(None)
     infos = cache.probe_many([path for path, ok in files_ok.items() if ok])
     for row in rows:
-        info = infos[row.path]
+        info = infos.get(row.path)
         if isinstance(info, MediaError):
             problems.append(f"{_where(row, sheet_name)}: {info}")
+        masks = [mask for mask in row.mask.split(";") if mask]
+        if not masks or not files_ok.get(row.path):
             continue
-        for mask in filter(None, row.mask.split(";")):
-            mask_info = infos[mask]
+        # A mask outlines the lesion of one still image: not of a clip, nor of a multi-frame DICOM.
+        if media_kind(row.path) == "video":
+            problems.append(f"{_where(row, sheet_name)}: a mask is only allowed for an image, not a video")
+            continue
+        if isinstance(info, MediaInfo) and info.n_frames > 1:
+            problems.append(f"{_where(row, sheet_name)}: a mask is only allowed for an image of one frame, "
+                            f"not a DICOM of {info.n_frames} frames ({row.path})")
+            continue
+        for mask in masks:
+            mask_info = infos.get(mask)
             if isinstance(mask_info, MediaError):
                 problems.append(f"{_where(row, sheet_name)}: mask {mask}: {mask_info}")
-            elif (mask_info.width, mask_info.height) != (info.width, info.height):
+            elif isinstance(mask_info, MediaInfo) and isinstance(info, MediaInfo) \
+                    and (mask_info.width, mask_info.height) != (info.width, info.height):
                 problems.append(f"{_where(row, sheet_name)}: mask {mask} is {mask_info.width}x{mask_info.height}, "
                                 f"the image {info.width}x{info.height}")
     if problems:
-        raise _problems_error(sheet_name, problems)
+        raise _problems_error(sheet_name, _by_line(problems))
     for field in ("kind", "width", "height", "n_frames", "fps"):
         table[field] = [getattr(infos[path], field) for path in table["path"]]
     return table
@@ -216,7 +269,8 @@ class ProbeCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(self.path, timeout=60)
         connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("CREATE TABLE IF NOT EXISTS probe (path TEXT PRIMARY KEY, size INTEGER, mtime INTEGER, result TEXT)")
+        connection.execute(f"CREATE TABLE IF NOT EXISTS {PROBE_TABLE} (path TEXT PRIMARY KEY, size INTEGER, mtime INTEGER, "
+                           f"result TEXT)")
         return connection
 
     def probe_many(self, paths: Iterable[str]) -> dict[str, MediaInfo | MediaError]:
@@ -229,7 +283,7 @@ class ProbeCache:
         connection = self._connect()
         try:
             if connection is not None:
-                for path, size, mtime, result in connection.execute("SELECT path, size, mtime, result FROM probe"):
+                for path, size, mtime, result in connection.execute(f"SELECT path, size, mtime, result FROM {PROBE_TABLE}"):
                     if path in stats and stats[path] == (size, mtime):
                         results[path] = _decode(result)
             todo = [path for path in paths if path not in results]
@@ -240,7 +294,7 @@ class ProbeCache:
                 self.probes += len(todo)
                 if connection is not None:
                     with connection:
-                        connection.executemany("INSERT OR REPLACE INTO probe VALUES (?, ?, ?, ?)",
+                        connection.executemany(f"INSERT OR REPLACE INTO {PROBE_TABLE} VALUES (?, ?, ?, ?)",
                                                [(p, *stats[p], _encode(results[p])) for p in todo])
         finally:
             if connection is not None:

@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sonoflow.io import atomic_path, save_csv
+from sonoflow import checkpoints
+from sonoflow.io import save_csv
 
 log = logging.getLogger("sonoflow.train")
 
@@ -352,8 +353,11 @@ def _load_resume_state(path, fingerprint: str) -> dict | None:
     if path is None or not Path(path).exists():
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # noqa: BLE001 - a damaged state means: start over
+        state = checkpoints.load_resume_state(path)
+    except checkpoints.UnsafeCheckpointError as error:  # not what a killed job leaves: never used, never deleted
+        raise checkpoints.UnsafeCheckpointError(f"{error}. A resume state only saves time: delete it, and this fold "
+                                                f"trains from epoch 0") from None
+    except checkpoints.CheckpointError as error:  # a damaged state means: start over
         log.warning("ignoring unreadable resume state %s: %s", path, error)
         return None
     if state.get("fingerprint") != fingerprint:
@@ -363,16 +367,13 @@ def _load_resume_state(path, fingerprint: str) -> dict | None:
 
 
 def _save_resume_state(path, state: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    checkpoints.save_resume_state(path, state)
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, model_name: str, labels: Sequence[str],
                     settings: TrainSettings, in_channels: int, best_epoch: int) -> None:
-    with atomic_path(path) as tmp:
-        torch.save({"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "model_name": model_name,
-                    "labels": list(labels), "settings": settings.to_dict(), "in_channels": in_channels,
-                    "best_epoch": best_epoch}, tmp)
+    checkpoints.save_classifier(path, model, model_name=model_name, labels=labels, settings=settings.to_dict(),
+                                in_channels=in_channels, best_epoch=best_epoch)
 
 
 def prediction_table(frames: pd.DataFrame, probs: np.ndarray, labels: Sequence[str]) -> pd.DataFrame:

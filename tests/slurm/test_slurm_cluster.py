@@ -108,14 +108,14 @@ def test_failed_job_is_retried_and_a_killed_training_job_resumes(slurm, demo_run
     import torch
 
     deadline = time.time() + 600
-    while time.time() < deadline and not (state.exists() and torch.load(state, weights_only=False)["epoch"] >= 2):
+    while time.time() < deadline and not (state.exists() and torch.load(state, weights_only=True)["epoch"] >= 2):
         assert proc.poll() is None, f"snakemake ended early ({proc.returncode}):\n{proc.stdout.read()[-4000:]}"
         time.sleep(0.5)
     jobs = subprocess.run(["squeue", "-h", "-o", "%i %k"], capture_output=True, text=True).stdout.split("\n")
     train_jobs = [line.split()[0] for line in jobs if "rule_train_wildcards" in line]
     assert train_jobs, jobs
     subprocess.run(["scancel", "--signal=KILL", "--full", train_jobs[0]], check=True)
-    saved = torch.load(state, weights_only=False)["epoch"]
+    saved = torch.load(state, weights_only=True)["epoch"]
     output, _ = proc.communicate(timeout=900)
     assert proc.returncode == 0, output[-5000:]
     assert "Trying to restart job" in output, output[-3000:]  # retries: 1 in the profile

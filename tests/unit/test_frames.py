@@ -357,3 +357,83 @@ def test_zero_frame_video_names_the_item(tmp_path):
     cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48)).release()
     with pytest.raises(MediaError, match="^v0: .*no decodable frame"):
         ingest_shard(sheet({"item_id": "v0", "path": str(empty)}), IngestSettings(), tmp_path / "shard")
+
+
+# --- Damaged clips, deep data, killed jobs ----------------------------------------------------
+
+
+def cut_clip(tmp_path: Path, n: int = 40) -> tuple[Path, int]:
+    """An MJPG AVI cut in half: its header still promises ``n`` frames; returns it and how many decode."""
+    full = tmp_path / "full.avi"
+    writer = cv2.VideoWriter(str(full), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+    for frame in distinct_frames(n):
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
+    writer.release()
+    cut = tmp_path / "cut.avi"
+    data = full.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    capture = cv2.VideoCapture(str(cut))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == n
+    decodable = 0
+    while capture.grab():
+        decodable += 1
+    capture.release()
+    assert 0 < decodable < 0.9 * n
+    return cut, decodable
+
+
+def test_a_clip_cut_short_is_sampled_over_the_frames_that_decode_and_logged(tmp_path, caplog, monkeypatch):
+    import sonoflow.frames as frames_module
+    from sonoflow.media import iter_frames
+
+    cut, decodable = cut_clip(tmp_path)
+    settings = IngestSettings(max_frames=4, dedup_threshold=0.0)
+    with caplog.at_level("WARNING", logger="sonoflow.frames"):
+        indices, _, frames = read_item_frames(cut, settings)
+    # Spread over the decodable frames, as for an intact clip of that length: all 4 planned frames.
+    assert indices == np.round(np.linspace(0, decodable - 1, 4)).astype(int).tolist() and len(frames) == 4
+    assert f"the header promises 40 frames but only {decodable} decode" in caplog.text and str(cut) in caplog.text
+    # An intact clip, a still and a DICOM cine decode once and say nothing.
+    caplog.clear()
+    clip = write_video(tmp_path / "ok.mp4", distinct_frames(12))
+    calls = []
+    monkeypatch.setattr(frames_module, "iter_frames", lambda *args: calls.append(args[0]) or iter_frames(*args))
+    with caplog.at_level("WARNING", logger="sonoflow.frames"):
+        assert read_item_frames(clip, settings)[0] == [0, 4, 7, 11]
+        assert read_item_frames(write_png(tmp_path / "still.png", distinct_frames(1)[0]), settings)[0] == [0]
+        assert read_item_frames(write_dicom(tmp_path / "cine.dcm", distinct_frames(6)), settings)[0] == [0, 2, 3, 5]
+    assert caplog.text == ""
+    assert [Path(path).name for path in calls] == ["ok.mp4", "still.png", "cine.dcm"], "one decoding pass each"
+
+
+def test_16_bit_images_scaled_by_bit_depth_unless_configured_per_image(tmp_path):
+    image = np.full((60, 80), 8, np.uint16)
+    image[20:40, 30:50] = 255  # 8-255 of 65535: a dim 16-bit image
+    cv2.imwrite(str(tmp_path / "deep.png"), image)
+    flat = IngestSettings(size=32, crop=False, dedup_threshold=0.0)
+    by_depth = ingest_item(tmp_path / "deep.png", flat).frames
+    assert by_depth.max() == 1  # 255 / 65535 of white, not stretched to 255
+    per_image = ingest_item(tmp_path / "deep.png", IngestSettings(size=32, crop=False, intensity="per_image")).frames
+    assert per_image.max() == 255
+    assert IngestSettings.from_config({"intensity": "per_image"}).intensity == "per_image"
+    with pytest.raises(ValueError, match="intensity"):
+        IngestSettings(intensity="auto")
+
+
+def test_a_16_bit_mask_of_zeros_and_ones_still_marks_the_lesion(tmp_path):
+    image = lesion_image([(100, 150, 40)])
+    png = write_png(tmp_path / "img.png", image)
+    mask = square_mask(image.shape, 100, 150, 40, value=1).astype(np.uint16)  # 0/1 in 16 bits
+    cv2.imwrite(str(tmp_path / "mask.png"), mask)
+    item = ingest_item(png, IngestSettings(size=64), [str(tmp_path / "mask.png")])
+    assert item.masks.sum() > 0
+
+
+def test_previews_left_by_a_killed_job_are_removed_by_the_next_run(tmp_path):
+    clip = write_video(tmp_path / "clip.mp4", distinct_frames(4))
+    out = tmp_path / "shard_00"
+    (out / ".previews.k1ll3d").mkdir(parents=True)  # what a SIGKILL mid-ingest leaves
+    (out / ".previews.k1ll3d" / "a_0.png").write_bytes(b"half")
+    (out / ".frames.npy.x1y2.npy").write_bytes(b"half")
+    ingest_shard(sheet({"item_id": "a", "path": str(clip)}), IngestSettings(size=32), out)
+    assert sorted(p.name for p in out.iterdir()) == ["frames.csv", "frames.npy", "masks.npy", "previews"]

@@ -50,3 +50,32 @@ def test_loaded_arrays_are_copy_on_write_and_the_file_never_changes(tmp_path):
         torch.as_tensor(array)
     array[0] = 99
     assert load_npy(path)[0] == 0
+
+
+def test_sigkill_mid_folder_write_leaves_a_hidden_folder_that_the_next_writer_removes(tmp_path):
+    from sonoflow.io import atomic_dir
+
+    target = tmp_path / "previews"
+    with atomic_dir(target) as folder:
+        (folder / "old.png").write_bytes(b"v1")
+    script = (f"import time; from sonoflow.io import atomic_dir\n"
+              f"with atomic_dir({str(target)!r}) as tmp:\n"
+              f"    (tmp / 'half.png').write_bytes(b'x'); print('ready', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    leftovers = sorted(p.name for p in tmp_path.iterdir())
+    assert len(leftovers) == 2 and leftovers[0].startswith(".previews.") and leftovers[1] == "previews"
+    assert [p.name for p in target.iterdir()] == ["old.png"], "the old folder stays whole"
+    with pytest.raises(RuntimeError):  # the next writer, even one that fails, starts by removing it
+        with atomic_dir(target) as folder:
+            assert not (tmp_path / leftovers[0]).exists()
+            (folder / "new.png").write_bytes(b"v2")
+            raise RuntimeError("failed")
+    assert [p.name for p in tmp_path.iterdir()] == ["previews"], "no temp folder left, the old one kept"
+    assert [p.name for p in target.iterdir()] == ["old.png"]
+    with atomic_dir(target) as folder:
+        (folder / "new.png").write_bytes(b"v2")
+    assert [p.name for p in tmp_path.iterdir()] == ["previews"]
+    assert [p.name for p in target.iterdir()] == ["new.png"] and oct(target.stat().st_mode & 0o777) != "0o700"

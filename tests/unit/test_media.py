@@ -25,7 +25,8 @@ def write_video(path: Path, frames: np.ndarray, fps: float = 10.0, fourcc: str =
     return path
 
 
-def write_dicom(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2", frame_time_ms: float | None = None) -> Path:
+def write_dicom(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2", frame_time_ms: float | None = None,
+                bits_stored: int | None = None, pixel_data: bool = True) -> Path:
     """An uncompressed DICOM: (n, h, w) gray or (n, h, w, 3) colour, 8 or 16 bit, multi-frame when n > 1."""
     meta = FileMetaDataset()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
@@ -41,10 +42,12 @@ def write_dicom(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2"
         ds.PlanarConfiguration = 0
     ds.PhotometricInterpretation = photometric
     bits = 16 if pixels.dtype == np.uint16 else 8
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, bits, bits - 1, 0
+    stored = bits_stored or bits
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, stored, stored - 1, 0
     if frame_time_ms:
         ds.FrameTime = frame_time_ms
-    ds.PixelData = np.ascontiguousarray(pixels).tobytes()
+    if pixel_data:
+        ds.PixelData = np.ascontiguousarray(pixels).tobytes()
     ds.save_as(path, enforce_file_format=True)
     return path
 
@@ -153,12 +156,14 @@ def test_iter_frames_multiframe_dicom(tmp_path):
 def test_dicom_cine_times_one_brightness_scale_and_monochrome1(tmp_path):
     cine = np.stack([np.full((8, 8), level, np.uint16) for level in (1000, 2000, 3000)])
     cine[:, 0, 0] = 0  # a shared black point
-    path = write_dicom(tmp_path / "cine.dcm", cine, frame_time_ms=50.0)
+    path = write_dicom(tmp_path / "cine.dcm", cine, frame_time_ms=50.0, bits_stored=12)
     assert probe(path).fps == pytest.approx(20.0)
     out = list(iter_frames(path))
     assert [round(t, 3) for _, t, _ in out] == [0.0, 0.05, 0.1]
-    # Scaled over the whole cine (not per frame), so brighter frames stay brighter.
-    levels = [int(frame[4, 4]) for _, _, frame in out]
+    # By default scaled by BitsStored (12 bits: 4095 is white), the same gain for every file.
+    assert [int(frame[4, 4]) for _, _, frame in out] == [round(level * 255 / 4095) for level in (1000, 2000, 3000)]
+    # Per-image windowing on request: over the whole cine (not per frame), so brighter frames stay brighter.
+    levels = [int(frame[4, 4]) for _, _, frame in iter_frames(path, intensity="per_image")]
     assert levels[0] < levels[1] < levels[2] == 255
 
     inverted = write_dicom(tmp_path / "m1.dcm", np.full((1, 4, 4), 10, np.uint8), photometric="MONOCHROME1")
@@ -192,10 +197,70 @@ def test_iter_frames_still_image_and_read_image_formats(tmp_path):
 
     deep = tmp_path / "d.png"
     cv2.imwrite(str(deep), (gray.astype(np.uint16) * 1000))
-    image = read_image(deep)
-    assert image.dtype == np.uint8 and image.min() == 0 and image.max() == 255
+    image = read_image(deep)  # by bit depth: 65535 is white
+    assert image.dtype == np.uint8
+    np.testing.assert_array_equal(image, np.rint(gray.astype(float) * 1000 * 255 / 65535).astype(np.uint8))
+    stretched = read_image(deep, "per_image")
+    assert stretched.min() == 0 and stretched.max() == 255
 
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
     with pytest.raises(MediaError, match="cannot decode image"):
         read_image(bad)
+
+
+def test_16_bit_images_of_one_scanner_keep_one_gain(tmp_path):
+    """Two 16-bit PNGs with values 8-255 and 8-1000: the same value maps to the same grey in both
+    (min-max per image would stretch 8-255 to 0-255)."""
+    dim, bright = np.linspace(8, 255, 40).astype(np.uint16), np.linspace(8, 1000, 40).astype(np.uint16)
+    for name, row in (("dim.png", dim), ("bright.png", bright)):
+        cv2.imwrite(str(tmp_path / name), np.tile(row, (10, 1)))
+    a, b = read_image(tmp_path / "dim.png"), read_image(tmp_path / "bright.png")
+    assert a[0, 0] == b[0, 0] == 0 and a.max() == round(255 * 255 / 65535) == 1
+    assert b.max() == round(1000 * 255 / 65535)
+    per_image = read_image(tmp_path / "dim.png", "per_image")
+    assert per_image.min() == 0 and per_image.max() == 255
+    with pytest.raises(ValueError, match="intensity"):
+        list(iter_frames(tmp_path / "dim.png", intensity="auto"))
+
+
+def test_signed_dicom_is_scaled_around_its_bit_depth(tmp_path):
+    from sonoflow.media import scale_to_uint8
+
+    values = np.array([[-2048, 0, 2047]], np.int16)
+    assert scale_to_uint8(values, bits=12).tolist() == [[0, 128, 255]]
+    assert scale_to_uint8(np.array([[0, 4095]], np.uint16), bits=12).tolist() == [[0, 255]]
+
+
+def test_probe_rejects_dicom_without_or_with_short_pixel_data(tmp_path):
+    pixels = distinct_frames(3, 200, 200)  # 120 000 bytes: more than the probe reads, so only its length is looked at
+    header_only = write_dicom(tmp_path / "header.dcm", pixels, pixel_data=False)
+    with pytest.raises(MediaError, match=r"header.dcm has no pixel data"):
+        probe(header_only)
+    full = write_dicom(tmp_path / "full.dcm", pixels).read_bytes()
+    (tmp_path / "cut.dcm").write_bytes(full[:-500])
+    with pytest.raises(MediaError, match=r"cut.dcm is truncated: its pixel data needs 120000 bytes, the file holds 119500"):
+        probe(tmp_path / "cut.dcm")
+    short = write_dicom(tmp_path / "short.dcm", pixels[:1])
+    ds = pydicom.dcmread(short)
+    ds.NumberOfFrames = 3  # the header promises more frames than the pixel data holds
+    ds.save_as(short)
+    with pytest.raises(MediaError, match=r"short.dcm has too little pixel data: 40000 bytes for 3 frame"):
+        probe(short)
+    assert probe(tmp_path / "full.dcm").n_frames == 3
+
+
+def test_probe_checks_small_read_pixel_data_and_passes_422_colour(tmp_path):
+    """Pixel data small enough to be read with the header is checked too; YBR_FULL_422 holds two
+    samples per pixel, not three, and is complete."""
+    small = write_dicom(tmp_path / "small.dcm", distinct_frames(2, 8, 8))
+    ds = pydicom.dcmread(small)
+    ds.PixelData = ds.PixelData[:100]
+    ds.save_as(small)
+    with pytest.raises(MediaError, match=r"small.dcm has too little pixel data: 100 bytes for 2 frame"):
+        probe(small)
+    ybr = write_dicom(tmp_path / "ybr.dcm", np.zeros((1, 8, 8, 3), np.uint8), photometric="YBR_FULL_422")
+    ds = pydicom.dcmread(ybr)
+    ds.PixelData = bytes(8 * 8 * 2)
+    ds.save_as(ybr)
+    assert probe(ybr).n_frames == 1

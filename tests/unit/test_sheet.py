@@ -201,3 +201,76 @@ def test_new_cases_need_no_label_but_a_given_one_is_still_checked(data):
         check(folder, [["P1", "a", "a.png", "benign", "", ""], ["P1", "b", "b.jpg", "", "", ""]], require_labels=False)
     with pytest.raises(SheetError, match="line 2.*empty label"):  # training sheets still need every label
         check(folder, unlabelled)
+
+
+def test_every_problem_of_a_bad_sheet_is_in_one_message(data, tmp_path):
+    """The holes of issue 14 together with the old checks: one error, every line, in line order."""
+    from test_frames import cut_clip
+    from test_media import write_dicom
+
+    folder, rows = data
+    cine = np.random.default_rng(1).integers(0, 255, (3, 40, 50), dtype=np.uint8)
+    write_dicom(folder / "header_only.dcm", cine, pixel_data=False)
+    write_dicom(folder / "cine.dcm", cine)
+    (folder / "broken.mp4").write_bytes(os.urandom(3000))
+    cv2.imwrite(str(folder / "small_mask.png"), np.zeros((10, 10), np.uint8))
+    cut, decodable = cut_clip(tmp_path)
+    rows[0][3] = "cancer"  # line 2: unknown label (and so P1 has two labels: lines 2, 3)
+    rows[1][2] = "gone.png"  # line 3: missing file
+    rows += [["P3", "d", "broken.mp4", "benign", "", ""],  # line 5: corrupt video
+             ["P3", "e", "b.jpg", "benign", "small_mask.png", ""],  # line 6: mask of another size
+             ["P4", "f", "header_only.dcm", "malignant", "", ""],  # line 7: DICOM without pixel data
+             ["P4", "g", "cine.dcm", "malignant", "a_mask.png", ""],  # line 8: mask on a 3-frame DICOM
+             ["P4", "h", str(cut), "malignant", "", ""],  # line 9: cut short (the ingest log says so)
+             ["P5", "i", "b.jpg", "benign", "", ""]]  # line 10: its patient id is not UTF-8 (below)
+    path = write(folder, rows)
+    path.write_bytes(path.read_bytes().replace(b"\nP5,", "\nRen\u00e9e,".encode("cp1252")))
+    with pytest.raises(SheetError) as error:
+        validate_sheet(read_sheet(path), labels=LABELS, sheet_name="samples.csv")
+    message = str(error.value)
+    expected = ["line 2 (item 'a'): unknown label 'cancer'",
+                "lines 2, 3: patient 'P1' has several labels",
+                "line 3 (item 'b'): file not found",
+                "line 5 (item 'd'): cannot open video",
+                "line 6 (item 'e'): mask", "is 10x10, the image 50x40",
+                "line 7 (item 'f'): DICOM", "header_only.dcm has no pixel data",
+                "line 8 (item 'g'): a mask is only allowed for an image of one frame, not a DICOM of 3 frames",
+                "line 10: not UTF-8 text (byte 0xe9 at column 4, near 'Ren\ufffde,i,", "save the sheet as UTF-8"]
+    for text in expected:
+        assert text in message, (text, message)
+    assert message.startswith("8 problem(s) in samples.csv")
+    assert "samples.csv line 9" not in message and "samples.csv line 4" not in message  # intact and cut-short clips pass
+    positions = [message.index(text) for text in ("line 2 ", "line 3 ", "line 5 ", "line 6 ", "line 7 ", "line 8 ",
+                                                  "line 10:")]
+    assert positions == sorted(positions), "in line order"
+
+
+def test_a_sheet_in_another_encoding_names_the_line_and_the_fix(data):
+    folder, rows = data
+    path = write(folder, rows)
+    path.write_bytes(path.read_bytes().replace(b"P2,", "Jos\u00e9,".encode("latin-1")))
+    with pytest.raises(SheetError, match=r"samples.csv line 4: not UTF-8 text \(byte 0xe9 at column 4.*CSV UTF-8"):
+        validate_sheet(read_sheet(path), labels=LABELS, sheet_name="samples.csv")
+    # UTF-8 with a byte-order mark (Excel's 'CSV UTF-8') is fine, accents and all.
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b"Jos\xe9", "Jos\u00e9".encode()))
+    table = validate_sheet(read_sheet(path), labels=LABELS, sheet_name="samples.csv")
+    assert table["patient_id"].tolist() == ["P1", "P1", "Jos\u00e9"]
+
+
+def test_results_of_an_older_probe_are_not_reused(data, tmp_path):
+    """A cache written by the probe that passed header-only DICOM files must not pass them now."""
+    import sqlite3
+
+    from test_media import write_dicom
+
+    folder, rows = data
+    dicom = write_dicom(folder / "header_only.dcm", np.zeros((1, 40, 50), np.uint8), pixel_data=False)
+    stat = dicom.stat()
+    cache_file = tmp_path / "probe.sqlite"
+    with sqlite3.connect(cache_file) as old:  # the version-1 layout, holding a stale "valid" result
+        old.execute("CREATE TABLE probe (path TEXT PRIMARY KEY, size INTEGER, mtime INTEGER, result TEXT)")
+        old.execute("INSERT INTO probe VALUES (?, ?, ?, ?)", (str(dicom), stat.st_size, stat.st_mtime_ns,
+                    '{"kind": "dicom", "width": 50, "height": 40, "n_frames": 1, "fps": 0.0}'))
+    rows[1][2] = "header_only.dcm"
+    with pytest.raises(SheetError, match="line 3.*has no pixel data"):
+        check(folder, rows, probe_cache=ProbeCache(cache_file))

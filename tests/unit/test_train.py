@@ -151,7 +151,7 @@ def test_killed_training_resumes_from_its_last_epoch(tmp_path):
     assert state.exists(), "no epoch finished in time"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    saved_epoch = torch.load(state, weights_only=False)["epoch"]  # complete and loadable
+    saved_epoch = torch.load(state, weights_only=True)["epoch"]  # complete, and loadable safely
     # A kill during the next save may leave a hidden temporary file, never a second state.
     assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".resume.pt.")] == ["resume.pt"]
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, check=True).stdout

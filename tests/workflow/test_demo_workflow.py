@@ -62,7 +62,7 @@ def test_training_outputs_respect_the_patient_split(demo_run, mode):
     assert splits["test"], "the tiny config holds out test patients"
     for fold in splits["folds"]:
         folder = demo_run / f"results/train/efficientnet_lite0/{mode}/fold_{fold['fold']}"
-        checkpoint = torch.load(folder / "best.pt", weights_only=False)
+        checkpoint = torch.load(folder / "best.pt", weights_only=True)
         assert checkpoint["model_name"] == "efficientnet_lite0"
         assert checkpoint["labels"] == ["cyst", "hyperechoic_mass", "hypoechoic_mass", "normal"]
         assert checkpoint["in_channels"] == 1 and checkpoint["settings"]["input"] == mode
@@ -128,7 +128,7 @@ def test_segmenter_never_sees_test_masks_and_writes_rois_for_every_frame(demo_ru
     import torch
 
     splits = json.loads((demo_run / "results/splits.json").read_text())
-    patients = torch.load(demo_run / "results/segment/all/unet.pt", weights_only=False)["patients"]
+    patients = torch.load(demo_run / "results/segment/all/unet.pt", weights_only=True)["patients"]
     assert patients["train"] and patients["val"]
     assert not (set(patients["train"]) | set(patients["val"])) & set(splits["test"])
     table = pd.read_csv(demo_run / "results/frames.csv", keep_default_na=False, dtype={"shard": str})
@@ -233,11 +233,11 @@ def test_killed_training_job_resumes_from_its_last_epoch(demo_run, tmp_path):
            str(configfile), "--cores", "1", "--workflow-profile", str(REPO / "workflow/profiles/default"), target]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
-    while time.time() < deadline and not (state.exists() and torch.load(state, weights_only=False)["epoch"] >= 2):
+    while time.time() < deadline and not (state.exists() and torch.load(state, weights_only=True)["epoch"] >= 2):
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    saved = torch.load(state, weights_only=False)["epoch"]
+    saved = torch.load(state, weights_only=True)["epoch"]
     assert 2 <= saved < 40, saved
     assert not (workdir / target).exists(), "a killed job must not leave an output that looks complete"
 

@@ -94,7 +94,7 @@ def check_run(name: str, workdir: Path, config: dict) -> None:
             assert path.is_file() and path.stat().st_size > 0, f"{name}: {what} -> {path} missing"
         for fold in range(split["folds"]):
             checkpoint = torch.load(workdir / f"results/train/{model}/{mode}/fold_{fold}/best.pt", map_location="cpu",
-                                    weights_only=False)
+                                    weights_only=True)
             for key in PROTOCOL_KEYS:
                 assert checkpoint["settings"][key] == train[key], (name, model, key)
             history = pd.read_csv(workdir / f"results/train/{model}/{mode}/fold_{fold}/history.csv")
