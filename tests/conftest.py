@@ -66,5 +66,12 @@ def planned_jobs(workdir: Path, *args: str, config: dict | None = None) -> dict[
 
 def pytest_collection_modifyitems(config, items):
     """The SLURM tests last: once they have installed SLURM's client, every snakemake start-up
-    waits ~10 s (the executor plugin asks `scontrol` on import), which the other tests need not pay."""
+    waits ~10 s (the executor plugin asks `scontrol` on import), which the other tests need not pay.
+
+    Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`), the tests that read the shared
+    demo run form one group and go to one worker, so the demo DAG runs once, not once per worker;
+    every other test is spread over the workers as they come free."""
     items.sort(key=lambda item: "slurm" in item.nodeid.split("::")[0].split("/"))
+    for item in items:
+        if "demo_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("demo_run"))

@@ -3,6 +3,8 @@ rule dedup_embed:
         frames="results/ingest/shard_{shard}/frames.npy",
     output:
         embeddings="results/dedup/shard_{shard}/embeddings.npy",
+    benchmark:
+        "results/benchmarks/dedup/shard_{shard}.tsv"
     log:
         "results/logs/dedup/shard_{shard}.log",
     conda:
@@ -32,6 +34,8 @@ rule dedup:
         ),
     params:
         settings=config["dedup"],
+    benchmark:
+        "results/benchmarks/dedup/dedup.tsv"
     log:
         "results/logs/dedup/dedup.log",
     conda:
@@ -46,6 +50,8 @@ rule dedup_crossing:
         splits="results/splits.json",
     output:
         crossing="results/dedup/crossing.csv",
+    benchmark:
+        "results/benchmarks/dedup/crossing.tsv"
     log:
         "results/logs/dedup/crossing.log",
     conda:

@@ -14,6 +14,8 @@ rule manifest:
         sheet=sheet_digest_of_run,
         # Without `predict`: scoring new cases does not change what produced the run.
         config={key: value for key, value in config.items() if key != "predict"},
+    benchmark:
+        "results/benchmarks/manifest.tsv"
     log:
         "results/logs/manifest.log",
     conda:

@@ -13,6 +13,8 @@ rule split:
         settings=config["split"],
         labels=config["labels"],
         dedup_policy=config["dedup"]["policy"],
+    benchmark:
+        "results/benchmarks/split.tsv"
     log:
         "results/logs/split.log",
     conda:
