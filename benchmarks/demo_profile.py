@@ -47,10 +47,12 @@ def job_table(workdir: Path) -> pd.DataFrame:
         if record.get("incomplete") or record.get("starttime") is None or record.get("endtime") is None:
             continue
         logs = record.get("log") or []
-        # The outputs of one job share its rule, start, end and log: one row per job.
-        key = (record["rule"], record["starttime"], record["endtime"], tuple(logs))
-        jobs[key] = {"rule": record["rule"], "start": record["starttime"], "end": record["endtime"],
-                     "log": logs[0] if logs else ""}
+        # One record per output file; the outputs of one job share its rule, log and job hash
+        # (their start times differ by microseconds): one row per job, from its first start to its last end.
+        key = (record["rule"], tuple(logs), record.get("job_hash"))
+        job = jobs.setdefault(key, {"rule": record["rule"], "start": record["starttime"], "end": record["endtime"],
+                                    "log": logs[0] if logs else ""})
+        job["start"], job["end"] = min(job["start"], record["starttime"]), max(job["end"], record["endtime"])
     if not jobs:
         raise SystemExit(f"no finished jobs recorded in {folder}")
     table = pd.DataFrame(jobs.values())
@@ -93,7 +95,7 @@ def main() -> None:
     per_rule, totals = profile(job_table(args.workdir))
     print(f"{'rule':<18} {'jobs':>4} {'wall s':>8} {'share':>6} {'cpu s':>8} {'cpu/wall':>8} {'max MB':>7}")
     for rule, row in per_rule.iterrows():
-        print(f"{rule:<18} {row['jobs']:>4} {row['wall_s']:>8.1f} {row['share']:>6.1%} {row['cpu_s']:>8.1f} "
+        print(f"{rule:<18} {int(row['jobs']):>4} {row['wall_s']:>8.1f} {row['share']:>6.1%} {row['cpu_s']:>8.1f} "
               f"{row['cpu_per_wall']:>8.2f} {row['max_rss_mb']:>7.0f}")
     minutes, seconds = divmod(totals["wall_s"], 60)
     print(f"run wall time {totals['wall_s']:.1f} s ({int(minutes)} min {seconds:.0f} s) from first job start to last "
