@@ -15,13 +15,18 @@ load hits both alike; the best of each is compared. Prints images/s and the rati
 augmentation off: it is extra work the bare loop does not do; ``--augment`` adds that row).
 
     python benchmarks/bench_train.py [--models efficientnet_lite0 resnet18 resnet50 densenet121 unet]
-        [--size 128] [--batch 16] [--images 64] [--repeats 2] [--threads 2] [--augment]
+        [--size 128] [--batch 16] [--images 64] [--repeats 2] [--threads 2] [--augment] [--clock cpu]
+
+On a machine other processes share, wall-clock figures swing by tens of percent from one second
+to the next; ``--clock cpu --threads 1`` times every loop (the bare ones and sonoflow's own
+per-epoch timing alike) by this process's CPU time instead, which the other load barely moves.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+import types
 from dataclasses import replace
 
 import numpy as np
@@ -176,13 +181,22 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--augment", action="store_true", help="also time sonoflow's loop with augmentation")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="cpu: this process's CPU time (use with --threads 1 on a shared machine)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
+    if args.clock == "cpu":  # every timer in this run, sonoflow's loops' included, reads CPU seconds
+        import sonoflow.segment
+        import sonoflow.train
+
+        global time
+        time = types.SimpleNamespace(perf_counter=time.process_time)
+        sonoflow.train.time = sonoflow.segment.time = time
     device = pick_device("auto")
     frames = np.random.default_rng(0).integers(0, 255, (args.images, args.size, args.size), dtype=np.uint8)
     print(f"device={device.type} size={args.size} batch={args.batch} images={args.images} "
-          f"threads={torch.get_num_threads()} repeats={args.repeats} (best of each, interleaved)")
+          f"threads={torch.get_num_threads()} repeats={args.repeats} clock={args.clock} (best of each, interleaved)")
     header = f"{'model':<20} {'train bare':>10} {'sonoflow':>9} {'ratio':>6}   {'infer bare':>10} {'sonoflow':>9} {'ratio':>6}"
     print(header + ("   augment ratio" if args.augment else ""))
     worst = np.inf
