@@ -11,6 +11,13 @@ import yaml
 from sonoflow.presets import merge
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Under pytest-xdist each worker is one of several processes on the cores: one OpenMP thread each.
+# Two-thread torch processes on an oversubscribed machine wait for each other's threads (the
+# demo U-Net's epoch: 308 s with 2 threads, 6 s with 1, same load; README "Measured"). Snakemake
+# jobs still set their own thread count from the rule.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 # The smallest demo that still exercises every stage: 3 patients per class (one held out for
