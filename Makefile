@@ -21,8 +21,11 @@ demo: $(STAMP)
 report: $(STAMP)
 	$(BIN)/snakemake --report results/report.html
 
+# Two workers (pytest-xdist): the tests that read the shared demo run stay on one of them.
+PYTEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit

@@ -32,7 +32,8 @@ from sonoflow import checkpoints
 from sonoflow.frames import IngestSettings, crop_resize
 from sonoflow.models import adapt_input_channels, map_by_position
 from sonoflow.split import PatientPartition, select_frames, unit_hash
-from sonoflow.train import AugmentSettings, as_unit_float, augment_batch, normalise, pick_device, seed_everything
+from sonoflow.train import (AugmentSettings, as_unit_float, augment_batch, batches_on, normalise, pick_device,
+                            seed_everything, to_device)
 from sonoflow.weights import resolve_weights
 
 log = logging.getLogger("sonoflow.segment")
@@ -45,13 +46,16 @@ ROI_MODES = ("fixed", "fit")
 class SegmentSettings:
     encoder: str = "resnet18"  # any segmentation-models-pytorch encoder, e.g. resnet34, tu-efficientnet_lite0
     weights: str | None = None  # local encoder weights (torchvision/timm state dict); never downloaded
-    input_size: int = 128  # the U-Net sees frames at this size (a multiple of 32)
+    input_size: int = 128  # the U-Net sees frames at this size (a multiple of 2 ** encoder_depth)
+    encoder_depth: int = 5  # encoder stages (3-5); fewer is lighter, and coarser context
+    decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16)  # one per encoder stage, deepest first
     epochs: int = 30
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 1e-4
     steps_per_epoch: int = 0  # batches per epoch; 0 = one pass (small mask sets need more steps)
     patience: int = 6  # early stopping: epochs without a lower validation loss
+    min_delta: float = 0.0  # ... lower by more than this (absolute), else it does not count as better
     val_fraction: float = 0.15  # share of the usable masked patients held out for early stopping
     threshold: float = 0.5  # probability above which a pixel is lesion
     min_area: float = 0.002  # components smaller than this share of the frame are noise
@@ -65,8 +69,17 @@ class SegmentSettings:
     augment: AugmentSettings = field(default_factory=AugmentSettings)
 
     def __post_init__(self) -> None:
-        if self.input_size % 32:
-            raise ValueError(f"segment input_size must be a multiple of 32 (U-Net depth 5), got {self.input_size}")
+        object.__setattr__(self, "decoder_channels", tuple(int(c) for c in self.decoder_channels))
+        if not 3 <= self.encoder_depth <= 5:
+            raise ValueError(f"segment encoder_depth must be 3, 4 or 5, got {self.encoder_depth}")
+        if len(self.decoder_channels) != self.encoder_depth:
+            raise ValueError(f"segment decoder_channels needs one entry per encoder stage ({self.encoder_depth}), "
+                             f"got {list(self.decoder_channels)}")
+        if self.input_size % 2**self.encoder_depth:
+            raise ValueError(f"segment input_size must be a multiple of {2 ** self.encoder_depth} (U-Net depth "
+                             f"{self.encoder_depth}), got {self.input_size}")
+        if self.min_delta < 0:
+            raise ValueError(f"segment min_delta must be >= 0, got {self.min_delta}")
         if self.keep not in KEEP_MODES:
             raise ValueError(f"segment keep must be one of {KEEP_MODES}, got {self.keep!r}")
         if not 0 < self.val_fraction < 1:
@@ -86,6 +99,11 @@ class SegmentSettings:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def architecture(self) -> dict:
+        """The U-Net's shape, as ``build_unet`` takes it."""
+        return {"depth": self.encoder_depth, "decoder_channels": self.decoder_channels}
 
 
 # --- Model --------------------------------------------------------------------------------------
@@ -111,12 +129,16 @@ def load_encoder_weights(model: nn.Module, encoder: str, path) -> None:
     log.info("encoder %s: %d tensors from %s", encoder, len(ours), path)
 
 
-def build_unet(encoder: str, in_channels: int = 1, weights: str | None = None) -> nn.Module:
-    """A one-class U-Net; with ``weights`` the encoder starts from them (RGB stem made gray)."""
+def build_unet(encoder: str, in_channels: int = 1, weights: str | None = None, depth: int = 5,
+               decoder_channels: Sequence[int] = (256, 128, 64, 32, 16)) -> nn.Module:
+    """A one-class U-Net; with ``weights`` the encoder starts from them (RGB stem made gray).
+    ``depth`` encoder stages and their ``decoder_channels`` set its size (smp's defaults: 5 and
+    256-16)."""
     import segmentation_models_pytorch as smp
 
     path = resolve_weights(weights, encoder)
-    model = smp.Unet(encoder_name=encoder, encoder_weights=None, in_channels=3 if path else in_channels, classes=1)
+    model = smp.Unet(encoder_name=encoder, encoder_weights=None, encoder_depth=depth,
+                     decoder_channels=tuple(decoder_channels), in_channels=3 if path else in_channels, classes=1)
     if path is not None:
         load_encoder_weights(model, encoder, path)
         adapt_input_channels(model.encoder, in_channels)
@@ -150,8 +172,11 @@ class SegmenterResult:
 def _logits(model: nn.Module, x: torch.Tensor, size: int, use_amp: bool) -> torch.Tensor:
     """U-Net logits at the frames' own resolution for a [0, 1] batch (B, 1, H, W)."""
     height, width = x.shape[-2:]
+    x = normalise(x, size)
+    if x.device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)  # as the model's weights are
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_amp):
-        logits = model(normalise(x, size)).float()
+        logits = model(x).float()
     if logits.shape[-2:] != (height, width):
         logits = nn.functional.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
     return logits
@@ -190,11 +215,11 @@ def train_segmenter(frames: np.ndarray, masks: np.ndarray, val_frames: np.ndarra
     seed_everything(settings.seed)
     device = pick_device(settings.device)
     use_amp = settings.amp and device.type == "cuda"
-    model = build_unet(settings.encoder, 1, settings.weights).to(device)
+    model = build_unet(settings.encoder, 1, settings.weights, **settings.architecture).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    x_train = torch.as_tensor(np.ascontiguousarray(frames)).to(device)
-    y_train = torch.as_tensor(np.ascontiguousarray(masks)).to(device)
+    x_train = to_device(torch.as_tensor(np.ascontiguousarray(frames)), device)
+    y_train = to_device(torch.as_tensor(np.ascontiguousarray(masks)), device)
     loss_fn = DiceBCELoss()
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(settings.epochs, 1))
@@ -207,9 +232,10 @@ def train_segmenter(frames: np.ndarray, masks: np.ndarray, val_frames: np.ndarra
             break
         model.train()
         started, loss_sum, seen = time.perf_counter(), torch.zeros((), device=device), 0
-        for index in epoch_batches(len(x_train), settings.batch_size, settings.steps_per_epoch, generator):
-            x = as_unit_float(x_train[index.to(device)])
-            y = y_train[index.to(device)].float().unsqueeze(1)
+        for index in batches_on(epoch_batches(len(x_train), settings.batch_size, settings.steps_per_epoch, generator),
+                                device):
+            x = as_unit_float(x_train[index])
+            y = y_train[index].float().unsqueeze(1)
             if settings.augment.enabled:
                 x, y = augment_batch(x, settings.augment, generator, masks=y)
             logits = _logits(model, x, settings.input_size, use_amp)
@@ -220,14 +246,17 @@ def train_segmenter(frames: np.ndarray, masks: np.ndarray, val_frames: np.ndarra
             loss_sum += loss.detach() * len(index)
             seen += len(index)
         scheduler.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # once per epoch: the training part's time, validation excluded
+        train_seconds = time.perf_counter() - started
         probs = predict_masks(model, val_frames, settings, device=device)
         val_loss = float(loss_fn(torch.logit(torch.from_numpy(probs).clamp(1e-6, 1 - 1e-6)).unsqueeze(1),
                                  torch.from_numpy(val_target).float().unsqueeze(1)))
         scores = mask_scores(np.stack([postprocess(p, settings) for p in probs]), val_target)
         row = {"epoch": epoch, "train_loss": float(loss_sum) / max(seen, 1), "val_loss": val_loss,
                "val_dice": float(np.nanmean(scores["dice"])), "lr": optimizer.param_groups[0]["lr"],
-               "seconds": time.perf_counter() - started}
-        if val_loss < best_loss:
+               "seconds": time.perf_counter() - started, "images_per_s": seen / max(train_seconds, 1e-9)}
+        if val_loss < best_loss - settings.min_delta:
             best_loss, best_epoch = val_loss, epoch
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         history.append(row)
@@ -252,7 +281,7 @@ def load_segmenter(path, device: str | None = None) -> tuple[nn.Module, SegmentS
     checkpoint = checkpoints.load_segmenter(path)
     stored = dict(checkpoint["settings"])
     settings = SegmentSettings(**{**stored, "augment": AugmentSettings(**stored["augment"]), "weights": None})
-    model = build_unet(settings.encoder, 1)
+    model = build_unet(settings.encoder, 1, **settings.architecture)
     model.load_state_dict(checkpoint["model"])
     return model.to(pick_device(device or settings.device)), settings, checkpoint["patients"]
 

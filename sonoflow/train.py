@@ -122,30 +122,33 @@ def augment_batch(x: torch.Tensor, settings: AugmentSettings, generator: torch.G
     """Random flip, rotation, shift, zoom and intensity jitter, drawn per sample.
 
     ``x`` is the float batch in [0, 1] before normalisation. Random numbers come from
-    ``generator`` on the CPU so that runs are reproducible on any device. With ``masks``
-    (B, 1, H, W) float, the same geometry moves them too (nearest sampling, no intensity change),
-    and the pair is returned.
+    ``generator`` on the CPU so that runs are reproducible on any device; they are drawn in one
+    call and reach the device in one (pinned, asynchronous) copy, so a GPU is not held up by
+    small host-to-device transfers. With ``masks`` (B, 1, H, W) float, the same geometry moves
+    them too (nearest sampling, no intensity change), and the pair is returned.
     """
     batch = x.shape[0]
-
-    def uniform(limit: float) -> torch.Tensor:
-        return ((torch.rand(batch, generator=generator) * 2 - 1) * limit).to(x.device)
-
-    angle = uniform(math.radians(settings.rotate))
-    zoom = 1 + uniform(settings.scale)
-    flip = torch.where(torch.rand(batch, generator=generator) < settings.hflip, -1.0, 1.0).to(x.device)
+    # Rows: rotation, zoom, flip, shift x, shift y, contrast, brightness (each uniform in [0, 1)).
+    draws = torch.rand(7, batch, generator=generator)
+    limits = torch.tensor([math.radians(settings.rotate), settings.scale, 0.0, 2 * settings.translate,
+                           2 * settings.translate, settings.contrast, settings.brightness])
+    signed = (draws * 2 - 1) * limits[:, None]
+    signed[2] = torch.where(draws[2] < settings.hflip, -1.0, 1.0)
+    if x.device.type == "cuda":
+        signed = signed.pin_memory().to(x.device, non_blocking=True)
+    angle, zoom, flip = signed[0], 1 + signed[1], signed[2]
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     theta = torch.stack(
         [
-            torch.stack([cos * flip, -sin, uniform(2 * settings.translate)], dim=1),
-            torch.stack([sin * flip, cos, uniform(2 * settings.translate)], dim=1),
+            torch.stack([cos * flip, -sin, signed[3]], dim=1),
+            torch.stack([sin * flip, cos, signed[4]], dim=1),
         ],
         dim=1,
     )
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    contrast = (1 + uniform(settings.contrast)).view(-1, 1, 1, 1)
-    brightness = uniform(settings.brightness).view(-1, 1, 1, 1)
+    contrast = (1 + signed[5]).view(-1, 1, 1, 1)
+    brightness = signed[6].view(-1, 1, 1, 1)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     x = ((x - mean) * contrast + mean + brightness).clamp_(0, 1)
     if masks is None:
@@ -187,6 +190,13 @@ def data_fingerprint(*arrays: np.ndarray) -> str:
     return digest.hexdigest()[:16]
 
 
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor on ``device``: through pinned memory and an asynchronous copy for CUDA."""
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
 class EpochBatches:
     """Index batches for one epoch: a seeded permutation, or a class-balanced draw."""
 
@@ -209,6 +219,17 @@ class EpochBatches:
             index = order[start : start + self.batch_size]
             if len(index) > 1 or n == 1:
                 yield index
+
+    def on(self, device: torch.device) -> Sequence[torch.Tensor]:
+        return batches_on(list(self), device)
+
+
+def batches_on(batches: Sequence[torch.Tensor], device: torch.device) -> Sequence[torch.Tensor]:
+    """An epoch's index batches on ``device``, moved in one copy (not one small transfer per
+    step); they are drawn on the CPU, so the order is the same on any device."""
+    if device.type == "cpu" or not batches:
+        return batches
+    return to_device(torch.cat(list(batches)), device).split([len(index) for index in batches])
 
 
 @torch.no_grad()
@@ -252,8 +273,9 @@ def train_classifier(
 ) -> TrainResult:
     """Train with early stopping on validation loss; returns the best model (by that loss).
 
-    With ``resume_path``, the full state is saved there after every epoch, and a run that finds a
-    state for the same settings and data continues from its last finished epoch.
+    With ``resume_path``, the full state is saved there after every epoch (``ResumeSaver`` skips
+    epochs while saving would cost over a tenth of the training time), and a run that finds a
+    state for the same settings and data continues from its last saved epoch.
     """
     if len(train_frames) == 0 or len(val_frames) == 0:
         raise ValueError("training and validation sets must both have frames")
@@ -265,9 +287,10 @@ def train_classifier(
         model = model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True
 
-    x_train = torch.as_tensor(np.ascontiguousarray(train_frames)).to(device)
-    y_train = torch.tensor(train_labels, dtype=torch.long)
-    x_val = torch.as_tensor(np.ascontiguousarray(val_frames))
+    # Frames (uint8) and labels live on the training device: a batch is an index into them.
+    x_train = to_device(torch.as_tensor(np.ascontiguousarray(train_frames)), device)
+    y_train = to_device(torch.tensor(train_labels, dtype=torch.long), device)
+    x_val = to_device(torch.as_tensor(np.ascontiguousarray(val_frames)), device)
     y_val = torch.tensor(val_labels, dtype=torch.long)
 
     weights = class_weights(train_labels, n_classes) if settings.class_weighting == "balanced" else None
@@ -282,6 +305,7 @@ def train_classifier(
                              sort_keys=True, default=str)
     history: list[dict] = []
     best_loss, best_epoch, best_state, start_epoch = math.inf, 0, None, 0
+    saver = ResumeSaver()
     state = _load_resume_state(resume_path, fingerprint)
     if state is not None:
         model.load_state_dict(state["model"])
@@ -302,14 +326,14 @@ def train_classifier(
         # Running sums stay on the device: no host sync per step keeps a GPU busy.
         started, seen = time.perf_counter(), 0
         loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long)
-        for index in batches:
-            x = as_unit_float(x_train[index.to(device)])
+        for index in batches.on(device):
+            x = as_unit_float(x_train[index])
             if settings.augment.enabled:
                 x = augment_batch(x, settings.augment, generator)
             x = normalise(x, settings.input_size)
             if device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
-            y = y_train[index].to(device, non_blocking=True)
+            y = y_train[index]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 logits = model(x)
                 loss = loss_fn(logits.float(), y)
@@ -333,8 +357,8 @@ def train_classifier(
         log.info("epoch %d/%d train_loss %.4f val_loss %.4f val_acc %.3f%s (%.0f img/s)", epoch, settings.epochs,
                  row["train_loss"], row["val_loss"], row["val_accuracy"],
                  f" val_auc {row['val_auc']:.3f}" if "val_auc" in row else "", row["images_per_s"])
-        if resume_path is not None:
-            _save_resume_state(resume_path, {
+        if resume_path is not None and saver.due(epoch, settings.epochs):
+            saver.save(resume_path, {
                 "fingerprint": fingerprint, "epoch": epoch, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "history": history,
@@ -368,6 +392,30 @@ def _load_resume_state(path, fingerprint: str) -> dict | None:
 
 def _save_resume_state(path, state: dict) -> None:
     checkpoints.save_resume_state(path, state)
+
+
+class ResumeSaver:
+    """Saves the resume state after every epoch, unless a save is dear (over ``min_seconds``) and
+    would cost more than ``share`` of the training time: with fast epochs (a GPU) and a big model,
+    writing the full state after each would leave the device idle. Then epochs are skipped until
+    the time since the last save is ``1 / share`` times what a save takes. The first and the last
+    epoch are always saved, and so is every epoch of a small model or a slow (CPU) run."""
+
+    def __init__(self, share: float = 0.1, min_seconds: float = 0.25):
+        self.share, self.min_seconds = share, min_seconds
+        self.save_seconds = 0.0
+        self.last_saved = time.perf_counter()
+
+    def due(self, epoch: int, epochs: int) -> bool:
+        if self.save_seconds < self.min_seconds or epoch == epochs:
+            return True
+        return time.perf_counter() - self.last_saved >= self.save_seconds / self.share
+
+    def save(self, path, state: dict) -> None:
+        started = time.perf_counter()
+        _save_resume_state(path, state)
+        self.last_saved = time.perf_counter()
+        self.save_seconds = self.last_saved - started
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, model_name: str, labels: Sequence[str],

@@ -11,6 +11,13 @@ import yaml
 from sonoflow.presets import merge
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Under pytest-xdist each worker is one of several processes on the cores: one OpenMP thread each.
+# Two-thread torch processes on an oversubscribed machine wait for each other's threads (the
+# demo U-Net's epoch: 308 s with 2 threads, 6 s with 1, same load; README "Measured"). Snakemake
+# jobs still set their own thread count from the rule.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 # The smallest demo that still exercises every stage: 3 patients per class (one held out for
@@ -67,5 +74,12 @@ def planned_jobs(workdir: Path, *args: str, config: dict | None = None) -> dict[
 
 def pytest_collection_modifyitems(config, items):
     """The SLURM tests last: once they have installed SLURM's client, every snakemake start-up
-    waits ~10 s (the executor plugin asks `scontrol` on import), which the other tests need not pay."""
+    waits ~10 s (the executor plugin asks `scontrol` on import), which the other tests need not pay.
+
+    Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`), the tests that read the shared
+    demo run form one group and go to one worker, so the demo DAG runs once, not once per worker;
+    every other test is spread over the workers as they come free."""
     items.sort(key=lambda item: "slurm" in item.nodeid.split("::")[0].split("/"))
+    for item in items:
+        if "demo_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("demo_run"))

@@ -211,16 +211,79 @@ def test_per_fold_segmenters_auto_follows_the_classifier_inputs():
     assert per_fold_segmenters(False, ["roi"]) is False and per_fold_segmenters(True, ["full"]) is True
 
 
-def test_auto_sizes_are_the_demos_on_the_demo_and_larger_on_real_data():
+def test_auto_values_are_the_demos_on_the_demo_and_the_datas_otherwise():
     from sonoflow.plan import apply_plan
 
     def config():
-        return {"ingest": {"size": "auto"}, "segment": {"input_size": "auto"}, "train": {"input_size": 160}}
+        return {"ingest": {"size": "auto"}, "train": {"input_size": 160},
+                "segment": {"input_size": "auto", "encoder": "auto", "weights": "auto", "decoder_channels": "auto",
+                            "epochs": "auto", "steps_per_epoch": "auto", "patience": 3, "min_delta": "auto"}}
 
     demo, data = config(), config()
     plan = apply_plan(demo, demo=True)
-    assert (demo["ingest"]["size"], demo["segment"]["input_size"], demo["train"]["input_size"]) == (128, 128, 160)
+    assert (demo["ingest"]["size"], demo["segment"]["input_size"], demo["train"]["input_size"]) == (128, 96, 160)
+    assert (demo["segment"]["encoder"], demo["segment"]["weights"]) == ("resnet18", None)
     apply_plan(data, demo=False)
     assert (data["ingest"]["size"], data["segment"]["input_size"], data["train"]["input_size"]) == (256, 256, 160)
-    assert [(e["key"], e["planned"]) for e in plan] == [("ingest.size", True), ("segment.input_size", True),
-                                                       ("train.input_size", False)]
+    assert (data["segment"]["encoder"], data["segment"]["weights"]) == ("tu-efficientnet_lite0", "imagenet")
+    assert data["segment"]["decoder_channels"] == [256, 128, 64, 32, 16] and data["segment"]["patience"] == 3
+    planned = {entry["key"]: entry["planned"] for entry in plan}
+    assert planned["ingest.size"] and not planned["train.input_size"] and not planned["segment.patience"]
+    assert all(value != "auto" for section in demo.values() for value in section.values())
+
+
+def test_a_lighter_unet_keeps_its_shape_through_save_and_load(tmp_path):
+    from sonoflow.segment import load_segmenter, predict_masks
+
+    light = SegmentSettings(input_size=64, encoder_depth=4, decoder_channels=[64, 32, 16, 8], device="cpu")
+    assert light.decoder_channels == (64, 32, 16, 8) and light.architecture == {"depth": 4, "decoder_channels": (64, 32, 16, 8)}
+    torch.manual_seed(0)
+    model = build_unet("resnet18", 1, **light.architecture).eval()
+    default = build_unet("resnet18", 1)
+    def decoder_size(unet):
+        return sum(p.numel() for p in unet.decoder.parameters())
+
+    assert decoder_size(model) < 0.2 * decoder_size(default)
+    assert model(torch.zeros(1, 1, 64, 64)).shape == (1, 1, 64, 64)
+    frames = np.random.default_rng(0).integers(0, 255, (2, 64, 64), dtype=np.uint8)
+    path = tmp_path / "light.pt"
+    save_segmenter(path, model, light, PatientPartition(train=["A"], val=["B"]), best_epoch=1)
+    loaded, settings, _ = load_segmenter(path)
+    assert settings.architecture == light.architecture
+    np.testing.assert_allclose(predict_masks(loaded, frames, settings), predict_masks(model, frames, light), atol=1e-6)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"encoder_depth": 4}, "one entry per encoder stage"),
+    ({"encoder_depth": 6, "decoder_channels": [1] * 6}, "encoder_depth must be 3, 4 or 5"),
+    ({"input_size": 48, "encoder_depth": 5}, "multiple of 32"),
+    ({"min_delta": -0.1}, "min_delta"),
+])
+def test_unet_shape_settings_are_checked(bad, message):
+    with pytest.raises(ValueError, match=message):
+        SegmentSettings(**bad)
+    # 48 px is fine for a U-Net of depth 4 (a multiple of 16).
+    SegmentSettings(input_size=48, encoder_depth=4, decoder_channels=[32, 16, 8, 4])
+
+
+def test_early_stopping_with_min_delta_stops_on_a_creeping_loss(monkeypatch):
+    """Validation loss still falling, but by less than min_delta: the best epoch stays where the
+    last real improvement was, and training stops `patience` epochs later."""
+    import sonoflow.segment as segment
+
+    losses = iter([1.0, 0.5, 0.49, 0.48, 0.47, 0.46, 0.45, 0.44, 0.43, 0.42])
+    real_loss = segment.DiceBCELoss.forward
+
+    def scripted(self, logits, target):
+        loss = real_loss(self, logits, target)
+        return loss if logits.requires_grad else torch.tensor(next(losses))  # validation: scripted
+
+    monkeypatch.setattr(segment.DiceBCELoss, "forward", scripted)
+    frames = np.random.default_rng(0).integers(0, 255, (6, 32, 32), dtype=np.uint8)
+    masks = (frames > 128).astype(np.uint8)
+    settings = SegmentSettings(input_size=32, epochs=10, batch_size=4, steps_per_epoch=1, patience=2, min_delta=0.05,
+                               encoder_depth=3, decoder_channels=[16, 8, 4], device="cpu")
+    result = segment.train_segmenter(frames[:4], masks[:4], frames[4:], masks[4:], settings)
+    assert result.best_epoch == 2
+    assert result.history["epoch"].tolist() == [1, 2, 3, 4]
+    assert (result.history["images_per_s"] > 0).all()

@@ -159,3 +159,29 @@ def test_killed_training_resumes_from_its_last_epoch(tmp_path):
     resumed_from = int(out.split()[1])
     assert resumed_from >= saved_epoch >= 1, out
     assert "EPOCHS 40" in out
+
+
+def test_resume_saver_skips_epochs_only_while_saving_is_dear(tmp_path):
+    from sonoflow.train import ResumeSaver
+
+    saver = ResumeSaver(share=0.1, min_seconds=0.25)
+    assert saver.due(1, 10)  # never saved: save
+    saver.save(tmp_path / "state.pt", {"epoch": 1})
+    assert torch.load(tmp_path / "state.pt", weights_only=True) == {"epoch": 1}
+    saver.save_seconds = 0.2  # a cheap save: after every epoch
+    assert saver.due(2, 10)
+    saver.save_seconds = 1.0  # a save that takes 1 s is worth it once per 10 s of training
+    assert not saver.due(2, 10)
+    assert saver.due(10, 10)  # the last epoch always
+    saver.last_saved -= 10.5
+    assert saver.due(3, 10)
+
+
+def test_batches_reach_the_device_in_the_order_drawn():
+    from sonoflow.train import EpochBatches, batches_on
+
+    batches = EpochBatches(np.arange(10) % 2, 4, False, torch.Generator().manual_seed(0))
+    again = EpochBatches(np.arange(10) % 2, 4, False, torch.Generator().manual_seed(0))
+    moved = batches_on(list(batches), torch.device("cpu"))
+    assert [b.tolist() for b in moved] == [b.tolist() for b in again.on(torch.device("cpu"))]
+    assert sorted(torch.cat(list(moved)).tolist()) == list(range(10))

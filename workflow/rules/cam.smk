@@ -13,6 +13,8 @@ rule cam:
     params:
         settings=config["cam"],
     threads: config["train"]["threads"]
+    benchmark:
+        "results/benchmarks/cam/{model}/{input}/fold_{fold}.tsv"
     log:
         "results/logs/cam/{model}/{input}/fold_{fold}.log",
     conda:
@@ -47,6 +49,8 @@ rule cam_report:
     params:
         settings=config["cam"],
         labels=config["labels"],
+    benchmark:
+        "results/benchmarks/cam/{model}/{input}/report.tsv"
     log:
         "results/logs/cam/{model}/{input}/report.log",
     conda:

@@ -271,7 +271,12 @@ def explained_runs():
 
 
 def segment_settings():
-    return {key: value for key, value in config["segment"].items() if key not in ("enabled", "per_fold", "gpu", "threads")}
+    segment = config["segment"]
+    depth, channels = segment.get("encoder_depth", 5), segment.get("decoder_channels")
+    if channels is not None and len(channels) != depth:
+        raise WorkflowError(f"segment.decoder_channels needs one entry per encoder stage (encoder_depth {depth}), "
+                            f"got {channels}")
+    return {key: value for key, value in segment.items() if key not in ("enabled", "per_fold", "gpu", "threads")}
 
 
 # Keys of `train` that do not change what one (model, fold) job computes: excluded from its

@@ -3,6 +3,8 @@ rule dedup_embed:
         frames="results/ingest/shard_{shard}/frames.npy",
     output:
         embeddings="results/dedup/shard_{shard}/embeddings.npy",
+    benchmark:
+        "results/benchmarks/dedup/shard_{shard}.tsv"
     log:
         "results/logs/dedup/shard_{shard}.log",
     conda:
@@ -44,6 +46,8 @@ rule dedup:
         ),
     params:
         settings=config["dedup"],
+    benchmark:
+        "results/benchmarks/dedup/dedup.tsv"
     log:
         "results/logs/dedup/dedup.log",
     conda:
@@ -64,6 +68,8 @@ rule dedup_crossing:
         labels=config["labels"],
         split=config["split"],
         conflicts=config["dedup"]["conflicts"],
+    benchmark:
+        "results/benchmarks/dedup/crossing.tsv"
     log:
         "results/logs/dedup/crossing.log",
     conda:

@@ -4,6 +4,8 @@ checkpoint demo_data:
         media=directory("results/demo/items"),
     params:
         settings=config.get("demo", {}),
+    benchmark:
+        "results/benchmarks/demo_data.tsv"
     log:
         "results/logs/demo_data.log",
     conda:

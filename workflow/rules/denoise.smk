@@ -5,6 +5,8 @@ rule denoise:
         frames="results/denoise/shard_{shard}/frames.npy",
     params:
         settings=denoise_settings(),
+    benchmark:
+        "results/benchmarks/denoise/shard_{shard}.tsv"
     log:
         "results/logs/denoise/shard_{shard}.log",
     conda:

@@ -59,6 +59,8 @@ rule evaluate:
     params:
         labels=config["labels"],
         settings=evaluate_settings(),
+    benchmark:
+        "results/benchmarks/evaluate/{model}/{input}.tsv"
     log:
         "results/logs/evaluate/{model}/{input}.log",
     conda:
@@ -99,6 +101,8 @@ rule compare:
         runs=lambda wildcards: runs(),
         labels=config["labels"],
         settings=evaluate_settings(),
+    benchmark:
+        "results/benchmarks/evaluate/compare.tsv"
     log:
         "results/logs/evaluate/compare.log",
     conda:
@@ -129,6 +133,8 @@ rule readers:
     params:
         labels=config["labels"],
         settings=evaluate_settings(),
+    benchmark:
+        "results/benchmarks/evaluate/{model}/{input}_readers.tsv"
     log:
         "results/logs/evaluate/{model}/{input}_readers.log",
     conda:

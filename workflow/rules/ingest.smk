@@ -15,6 +15,8 @@ rule ingest:
     params:
         rows=shard_records,
         settings=config["ingest"],
+    benchmark:
+        "results/benchmarks/ingest/shard_{shard}.tsv"
     log:
         "results/logs/ingest/shard_{shard}.log",
     conda:
@@ -32,6 +34,8 @@ rule frames_table:
             caption="../report/frames_table.rst",
             category="1. Ingest",
         ),
+    benchmark:
+        "results/benchmarks/frames_table.tsv"
     log:
         "results/logs/frames_table.log",
     conda:

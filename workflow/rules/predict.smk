@@ -21,6 +21,8 @@ use rule ingest as predict_ingest with:
     params:
         rows=predict_records,
         settings=config["ingest"],
+    benchmark:
+        "results/benchmarks/predict/{batch}/ingest_{shard}.tsv"
     log:
         "results/logs/predict/{batch}/ingest_{shard}.log",
 
@@ -30,6 +32,8 @@ use rule denoise as predict_denoise with:
         frames="results/predict/{batch}/ingest/shard_{shard}/frames.npy",
     output:
         frames="results/predict/{batch}/denoise/shard_{shard}/frames.npy",
+    benchmark:
+        "results/benchmarks/predict/{batch}/denoise_{shard}.tsv"
     log:
         "results/logs/predict/{batch}/denoise_{shard}.log",
 
@@ -46,6 +50,8 @@ use rule segment as predict_segment with:
         lesions="results/predict/{batch}/segment/{segmenter}/shard_{shard}/lesions.npy",
         roi_lesions="results/predict/{batch}/segment/{segmenter}/shard_{shard}/roi_lesions.npy",
         table="results/predict/{batch}/segment/{segmenter}/shard_{shard}/rois.csv",
+    benchmark:
+        "results/benchmarks/predict/{batch}/segment_{segmenter}_{shard}.tsv"
     log:
         "results/logs/predict/{batch}/segment_{segmenter}_{shard}.log",
 
@@ -68,6 +74,8 @@ rule predict_classify:
         cam_method=config["predict"].get("cam_method", "gradcam"),
         device=config["train"]["device"],
     threads: config["train"]["threads"]
+    benchmark:
+        "results/benchmarks/predict/{batch}/{model}/{input}.tsv"
     log:
         "results/logs/predict/{batch}/{model}/{input}.log",
     conda:
@@ -85,6 +93,8 @@ rule predict_report:
         runs=lambda wildcards: runs(),
         labels=config["labels"],
         sheet=lambda wildcards: config["predict"]["samples"],
+    benchmark:
+        "results/benchmarks/predict/{batch}/report.tsv"
     log:
         "results/logs/predict/{batch}/report.log",
     conda:

@@ -15,6 +15,8 @@ rule manifest:
         # Without `predict`: scoring new cases does not change what produced the run.
         config={key: value for key, value in config.items() if key != "predict"},
         plan=PLAN,
+    benchmark:
+        "results/benchmarks/manifest.tsv"
     log:
         "results/logs/manifest.log",
     conda:

@@ -17,6 +17,8 @@ rule train_segmenter:
     threads: config["segment"]["threads"]
     resources:
         gpu=1 if config["segment"]["gpu"] else 0,
+    benchmark:
+        "results/benchmarks/segment/{segmenter}/train.tsv"
     log:
         "results/logs/segment/{segmenter}/train.log",
     conda:
@@ -41,6 +43,8 @@ rule segment:
     threads: config["segment"]["threads"]
     resources:
         gpu=1 if config["segment"]["gpu"] else 0,
+    benchmark:
+        "results/benchmarks/segment/{segmenter}/shard_{shard}.tsv"
     log:
         "results/logs/segment/{segmenter}/shard_{shard}.log",
     conda:
@@ -71,6 +75,8 @@ rule segment_metrics:
             category="3. Segmentation",
             subcategory="{segmenter}",
         ),
+    benchmark:
+        "results/benchmarks/segment/{segmenter}/metrics.tsv"
     log:
         "results/logs/segment/{segmenter}/metrics.log",
     conda:

@@ -15,6 +15,8 @@ rule split:
         labels=config["labels"],
         dedup_policy=config["dedup"]["policy"],
         dedup_conflicts=config["dedup"]["conflicts"],
+    benchmark:
+        "results/benchmarks/split.tsv"
     log:
         "results/logs/split.log",
     conda:

@@ -22,6 +22,8 @@ rule train:
     threads: config["train"]["threads"]
     resources:
         gpu=1 if config["train"]["gpu"] else 0,
+    benchmark:
+        "results/benchmarks/train/{model}/{input}/fold_{fold}.tsv"
     log:
         "results/logs/train/{model}/{input}/fold_{fold}.log",
     conda:

@@ -1,0 +1,54 @@
+"""benchmarks/demo_profile.py: one row per job from Snakemake's records, joined to its benchmark file."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load_profile():
+    spec = importlib.util.spec_from_file_location("demo_profile", REPO / "benchmarks/demo_profile.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def record(folder: Path, name: str, rule: str, start: float, end: float, log: str, job_hash: int) -> None:
+    (folder / name).write_text(json.dumps({"rule": rule, "starttime": start, "endtime": end, "log": [log],
+                                           "job_hash": job_hash, "incomplete": False}))
+
+
+def bench(workdir: Path, log: str, seconds: float, cpu: float) -> None:
+    path = workdir / log.replace("results/logs/", "results/benchmarks/").replace(".log", ".tsv")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+                    f"{seconds}\t0:00:01\t100.5\t200\t90\t95\t0\t0\t50\t{cpu}\n")
+
+
+def test_jobs_are_counted_once_and_joined_to_their_benchmarks(tmp_path):
+    profile = load_profile()
+    meta = tmp_path / ".snakemake/metadata"
+    meta.mkdir(parents=True)
+    # Two outputs of one ingest job (start times microseconds apart), a second ingest job, one train job.
+    record(meta, "a", "ingest", 100.0, 110.0, "results/logs/ingest/shard_0.log", 1)
+    record(meta, "b", "ingest", 100.0001, 110.0, "results/logs/ingest/shard_0.log", 1)
+    record(meta, "c", "ingest", 101.0, 111.0, "results/logs/ingest/shard_1.log", 2)
+    record(meta, "d", "train", 111.0, 141.0, "results/logs/train/m/roi/fold_0.log", 3)
+    bench(tmp_path, "results/logs/ingest/shard_0.log", 10, 4)
+    bench(tmp_path, "results/logs/ingest/shard_1.log", 10, 5)
+    bench(tmp_path, "results/logs/train/m/roi/fold_0.log", 30, 50)
+    per_rule, totals = profile.profile(profile.job_table(tmp_path))
+    assert per_rule.loc["ingest", "jobs"] == 2 and per_rule.loc["train", "jobs"] == 1
+    assert per_rule.loc["ingest", "wall_s"] == pytest.approx(20.0, abs=1e-3)
+    assert per_rule.loc["ingest", "cpu_s"] == 9 and per_rule.loc["train", "cpu_s"] == 50
+    assert per_rule.loc["train", "share"] == pytest.approx(30 / 50, abs=1e-4)
+    assert list(per_rule.index) == ["train", "ingest"]  # dearest first
+    assert totals["wall_s"] == pytest.approx(41.0) and totals["jobs"] == 3
+
+
+def test_a_workdir_without_a_run_is_a_clear_error(tmp_path):
+    with pytest.raises(SystemExit, match="no Snakemake metadata"):
+        load_profile().job_table(tmp_path)
