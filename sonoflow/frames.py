@@ -371,11 +371,22 @@ def _safe_name(item_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", item_id)
 
 
-def _write_previews(folder: Path, item_id: str, item: IngestedItem, count: int) -> None:
+def preview_folder(label: str, patient_id: str) -> str:
+    """Where an item's previews lie under ``previews/``: ``<label>/<patient>``, so that people (and
+    the report) browse them by class and patient. An unlabelled item (new cases) goes under
+    ``unlabelled``."""
+    return f"{_safe_name(str(label)) if label else 'unlabelled'}/{_safe_name(str(patient_id))}"
+
+
+def _write_previews(folder: Path, row: Mapping, item: IngestedItem, count: int) -> None:
     n = len(item.frames)
+    if count:
+        label = row.get("label")
+        folder = folder / preview_folder("" if label is None or pd.isna(label) else str(label), row["patient_id"])
+        folder.mkdir(parents=True, exist_ok=True)
     for k, index in enumerate(np.unique(np.round(np.linspace(0, n - 1, min(count, n))).astype(int))):
         mask = item.masks[index] if item.masks is not None else None
-        path = folder / f"{_safe_name(item_id)}_{k}.png"
+        path = folder / f"{_safe_name(row['item_id'])}_{k}.png"
         if not cv2.imwrite(str(path), preview_image(item.frames[index], mask)):
             raise OSError(f"cannot write preview {path}")
 
@@ -407,7 +418,7 @@ def ingest_shard(rows: pd.DataFrame, settings: IngestSettings, out_dir: str | os
     """Ingest the items of one shard into ``out_dir``; return its frame table.
 
     Writes ``frames.npy`` (N, size, size) uint8, ``masks.npy`` (N, size, size) uint8 0/1,
-    ``frames.csv`` (one row per frame; ``row`` indexes the arrays) and ``previews/``. Items are
+    ``frames.csv`` (one row per frame; ``row`` indexes the arrays) and ``previews/<label>/<patient>/``. Items are
     processed sorted by item_id; a failing item raises MediaError starting with its item_id.
     """
     out_dir = Path(out_dir)
@@ -435,7 +446,7 @@ def ingest_shard(rows: pd.DataFrame, settings: IngestSettings, out_dir: str | os
                 })
             frames.append(item.frames)
             masks.append(item.masks if item.masks is not None else np.zeros_like(item.frames))
-            _write_previews(previews, item_id, item, settings.previews)
+            _write_previews(previews, row, item, settings.previews)
         empty = np.zeros((0, settings.size, settings.size), np.uint8)
         save_npy(out_dir / "frames.npy", np.concatenate(frames) if frames else empty)
         save_npy(out_dir / "masks.npy", np.concatenate(masks) if masks else empty)

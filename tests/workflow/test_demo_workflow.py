@@ -46,7 +46,7 @@ def test_demo_produces_frames_masks_and_denoised_arrays(demo_run):
         assert lesion_rows.size and all(masks[row].sum() > 0 for row in lesion_rows)
         assert np.abs(denoised.astype(int) - frames).mean() < 20
         assert np.abs(np.diff(denoised.astype(int), axis=2)).mean() < np.abs(np.diff(frames.astype(int), axis=2)).mean()
-    previews = list((demo_run / "results/ingest").glob("shard_*/previews/*.png"))
+    previews = list((demo_run / "results/ingest").glob("shard_*/previews/*/*/*.png"))
     assert len(previews) >= len(sheet)
 
 

@@ -24,10 +24,20 @@ if isinstance(config.get("data"), str):
 
 validate(config, schema="../schemas/config.schema.yaml")
 
+# Every warning about the run as a whole, logged and kept for the report's landing page.
+RUN_WARNINGS = []
+
+
+def warn(message):
+    if message not in RUN_WARNINGS:
+        RUN_WARNINGS.append(message)
+        logger.warning(message)
+
+
 if run_notes(config):
     logger.info(run_notes(config))
 for warning in run_warnings(config):
-    logger.warning(warning)
+    warn(warning)
 
 DEMO_SHEET = "results/demo/samples.csv"
 # Absolute: the sheet is validated inside input functions, after parsing has moved on.
@@ -138,8 +148,7 @@ def segmentation_runs():
         has_masks = sheet_has_masks()
         _validated["segmentation_runs"] = bool(config["segment"]["enabled"] and has_masks)
         if config["segment"]["enabled"] and not has_masks:
-            logger.warning("segmentation skipped: no item of the sample sheet has a lesion mask; "
-                           "classifiers use full frames")
+            warn("segmentation skipped: no item of the sample sheet has a lesion mask; classifiers use full frames")
     return _validated["segmentation_runs"]
 
 
@@ -211,8 +220,8 @@ def explained_runs():
     explained = runs(single_view) if single_view else []
     if len(explained) < len(runs()) and "cam_skip_logged" not in _validated:
         _validated["cam_skip_logged"] = True
-        logger.warning("Grad-CAM skips runs with input 'both': its two channels (frame, ROI) differ in "
-                       "geometry, so a heatmap cannot be drawn over either")
+        warn("Grad-CAM skips runs with input 'both': its two channels (frame, ROI) differ in "
+             "geometry, so a heatmap cannot be drawn over either")
     return explained
 
 
@@ -256,6 +265,8 @@ def final_targets(wildcards):
         targets += expand("results/cam/{run}/quality.csv", run=explained_runs())
     if config["evaluate"]["readers"]:
         targets += expand("results/evaluate/{run}/readers_vs_model.csv", run=runs())
+    # The tables as HTML pages and the landing page, for snakemake --report (report.smk).
+    targets += report_pages(wildcards)
     return targets
 
 
