@@ -324,8 +324,8 @@ def test_ingest_shard_outputs(tmp_path):
     # Previews by class and patient (what the report groups them by).
     labels = dict(zip(rows["item_id"], rows["label"]))
     previews = sorted(str(p.relative_to(out / "previews")) for p in (out / "previews").rglob("*.png"))
-    assert previews == [f"{labels['d1']}/p3/d1_0.png", f"{labels['d1']}/p3/d1_1.png", f"{labels['i1']}/p1/i1_0.png",
-                        f"{labels['v1']}/p2/v1_0.png", f"{labels['v1']}/p2/v1_1.png"]
+    assert previews == sorted([f"{labels['d1']}/p3/d1_0.png", f"{labels['d1']}/p3/d1_1.png", f"{labels['i1']}/p1/i1_0.png",
+                               f"{labels['v1']}/p2/v1_0.png", f"{labels['v1']}/p2/v1_1.png"])
     assert cv2.imread(str(out / "previews" / labels["i1"] / "p1" / "i1_0.png")).shape == (64, 128, 3)  # frame | outlined mask
     assert no_temp_files(out)
 
