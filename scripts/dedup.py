@@ -3,7 +3,8 @@
 import numpy as np
 
 from sonoflow.dataset import FrameStore, read_frame_table
-from sonoflow.dedup import DedupSettings, duplicate_groups, near_duplicates, pairs_figure
+from sonoflow.dedup import DedupSettings, duplicate_groups, near_duplicates
+from sonoflow.figures import pairs_figure
 from sonoflow.io import save_csv
 from sonoflow.logs import log_to
 

@@ -357,13 +357,17 @@ def ingest_item(path: str | os.PathLike, settings: IngestSettings, masks: list[s
 
 
 def preview_image(frame: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    """A frame for people: alone, or beside a copy with the lesion mask outlined in red."""
+    """A frame for people: alone, or beside a copy with the lesion mask outlined in the ground
+    truth's colour (sonoflow.figures.GROUND_TRUTH), smoothed."""
+    from sonoflow.figures import GROUND_TRUTH, bgr
+
     gray = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
     if mask is None:
         return gray
     outlined = gray.copy()
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    cv2.drawContours(outlined, contours, -1, (0, 0, 255), 1)
+    smooth = [cv2.approxPolyDP(contour, 1.0, True) for contour in contours]
+    cv2.drawContours(outlined, smooth, -1, bgr(GROUND_TRUTH), 1, lineType=cv2.LINE_AA)
     return np.hstack([gray, outlined])
 
 
