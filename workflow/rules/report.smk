@@ -172,27 +172,6 @@ rule cam_page:
         "../../scripts/table_pages.py"
 
 
-def landing_inputs(wildcards):
-    """What the landing page reads: every run's headline and operating point, the near-duplicate
-    tables when the check runs. Hook for the audit and plan stages: add their summary files
-    here as ``audit`` (a CSV of findings) and ``plan`` (a JSON of planned settings) and the page
-    shows them (sonoflow.report.landing_page)."""
-    inputs = {
-        "headlines": expand("results/evaluate/{run}/headline.csv", run=runs()),
-        "thresholds": expand("results/evaluate/{run}/thresholds.json", run=runs()),
-    }
-    if config["dedup"]["enabled"]:
-        inputs["pairs"] = "results/dedup/pairs.csv"
-        inputs["crossing"] = "results/dedup/crossing.csv"
-    return inputs
-
-
-def landing_warnings(wildcards):
-    """The warnings snakemake itself logged while building this run's DAG (presets, skipped stages)."""
-    segmentation_runs(), explained_runs()  # make sure their warnings, if any, have been recorded
-    return list(RUN_WARNINGS)
-
-
 rule landing:
     input:
         unpack(landing_inputs),
@@ -212,23 +191,6 @@ rule landing:
         "../../envs/train.yaml"
     script:
         "../../scripts/landing.py"
-
-
-def report_pages(wildcards):
-    """Every HTML page of tables (see the rules above), for final_targets."""
-    pages = ["results/frames.html", "results/split_report.html", "results/landing.html",
-             *expand("results/evaluate/{run}/{page}.html", run=runs(), page=["headline", "folds", "leakage"])]
-    if config["dedup"]["enabled"]:
-        pages.append("results/dedup/pairs.html")
-    if segmentation_runs():
-        pages += expand("results/segment/{segmenter}/summary.html", segmenter=segmenters())
-    if len(runs()) > 1:
-        pages += ["results/evaluate/models.html", "results/evaluate/compare.html"]
-    if config["cam"]["enabled"]:
-        pages += expand("results/cam/{run}/quality.html", run=explained_runs())
-    if config["evaluate"]["readers"]:
-        pages += expand("results/evaluate/{run}/{page}.html", run=runs(), page=["readers", "readers_vs_model"])
-    return pages
 
 
 rule manifest:
