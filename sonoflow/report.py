@@ -356,6 +356,11 @@ def page_dedup(inputs: Mapping, title: str) -> str:
                      "conflict to check.")
 
 
+def _count(value: float) -> int | float:
+    """A median of counts: an integer when it is one (a float would print as '1.000')."""
+    return int(value) if float(value).is_integer() else float(value)
+
+
 def page_frames(inputs: Mapping, title: str) -> str:
     """What was ingested, per class: patients, items, frames and items with a lesion mask."""
     frames = _read(inputs["frames"])
@@ -364,7 +369,7 @@ def page_frames(inputs: Mapping, title: str) -> str:
     for label, part in list(frames.groupby("label", sort=True)) + [("all classes", frames)]:
         rows.append({"label": label, "patients": part["patient_id"].nunique(), "items": part["item_id"].nunique(),
                      "frames": len(part), "items with a mask": part.loc[mask.loc[part.index], "item_id"].nunique(),
-                     "frames per item (median)": float(part.groupby("item_id").size().median())})
+                     "frames per item (median)": _count(part.groupby("item_id").size().median())})
     return html_page(_title(title, "ingested frames"),
                      [("", table_html(pd.DataFrame(rows)))], "Per class; one row per frame in the CSV beside this page.")
 

@@ -101,18 +101,23 @@ def test_every_page_renders_from_its_csv_and_unknown_pages_are_refused(tmp_path)
                                       "patients": [1, 2, 3], "items": [2, 4, 6], "frames": [9, 18, 27]}),
         "frames": pd.DataFrame({"patient_id": ["p1", "p1", "p2"], "item_id": ["a", "a", "b"], "label": ["cyst"] * 3,
                                 "has_mask": [True, True, False]}),
+        "frames_whole": pd.DataFrame({"patient_id": ["p1", "p2"], "item_id": ["a", "b"], "label": ["cyst"] * 2,
+                                      "has_mask": [True, False]}),
     }
     for name, table in tables.items():
         save_csv(tmp_path / f"{name}.csv", table)
-    outputs = {name: tmp_path / f"{name}.html" for name in tables}
+    outputs = {name: tmp_path / f"{name}.html" for name in tables if name in PAGES}
     write_pages(outputs, {name: tmp_path / f"{name}.csv" for name in tables})
+    write_pages({"frames": tmp_path / "whole.html"}, {"frames": tmp_path / "frames_whole.csv"})
+    assert re.search(r"<td>1</td>\s*</tr>", (tmp_path / "whole.html").read_text())  # a median of 1 frame, not 1.000
     assert "0.512" in outputs["cam_quality"].read_text()
     assert "0.812 ± 0.050" in outputs["segment_summary"].read_text()
     assert "0.900 [0.800, 0.950]" in outputs["models"].read_text()
     assert "&lt;0.001" in outputs["compare"].read_text()
     split = outputs["split_report"].read_text()
     assert "fold 0 train" in split and "2 / 4 / 18" in split
-    assert re.search(r"<td>cyst</td>\s*<td>2</td>\s*<td>2</td>\s*<td>3</td>\s*<td>1</td>", outputs["frames"].read_text())
+    assert re.search(r"<td>cyst</td>\s*<td>2</td>\s*<td>2</td>\s*<td>3</td>\s*<td>1</td>\s*<td>1.500</td>",
+                     outputs["frames"].read_text())
     with pytest.raises(ValueError, match="no table page called"):
         write_pages({"nonsense": tmp_path / "x.html"}, {})
     assert {"headline", "folds", "leakage", "pairs", "readers", "readers_vs_model"} <= set(PAGES)
