@@ -83,7 +83,7 @@ DEGENERATE = "n too small for an interval"
 
 STYLE = """
 .sonoflow { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; font-size: 14px; color: #222;
-            max-width: 1200px; }
+            max-width: 1200px; overflow-x: auto; }
 .sonoflow h1 { font-size: 20px; margin: 0.2em 0 0.4em; }
 .sonoflow h2 { font-size: 16px; margin: 1.2em 0 0.4em; border-bottom: 1px solid #ddd; padding-bottom: 2px; }
 .sonoflow p, .sonoflow li { line-height: 1.4; }
