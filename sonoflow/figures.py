@@ -355,18 +355,18 @@ def confusion_figure(path, tables: Mapping[str, tuple[pd.DataFrame, object]], ti
     save_figure(figure, path)
 
 
-def _count_offset(x: float, y: float) -> tuple[int, int, str, str]:
-    """Where a bin's count label goes so that it stays inside the axes: beside the point, towards
-    the middle."""
-    dx, ha = (-5, "right") if x > 0.85 else (5, "left")
-    dy, va = (-6, "top") if y > 0.85 else (6, "bottom")
-    return dx, dy, ha, va
+def count_labels(edges: np.ndarray, which: np.ndarray) -> list[tuple[float, str]]:
+    """(x, text) of each non-empty bin's case count, at the bin's centre: drawn along the bottom
+    of the axes, inside them, one per bin, so that no two overlap however close the points are."""
+    counts = np.bincount(which, minlength=len(edges) - 1)
+    centres = (edges[:-1] + edges[1:]) / 2
+    return [(float(x), str(int(n))) for x, n in zip(centres, counts) if n]
 
 
 def calibration_figure(path, tables: Mapping[str, pd.DataFrame], question, bins: int, title: str) -> dict:
     """Reliability diagrams (the binary question's positive score, or the top-class confidence of
-    a multi-class call) with the ECE of each table and each bin's count inside the axes; returns
-    {name: ECE}."""
+    a multi-class call) with the ECE of each table and each bin's case count along the bottom,
+    inside the axes; returns {name: ECE}."""
     from sonoflow.metrics import expected_calibration_error
 
     plt = pyplot()
@@ -388,10 +388,9 @@ def calibration_figure(path, tables: Mapping[str, pd.DataFrame], question, bins:
         x, y, n = map(np.array, zip(*centres))
         axis.plot([0, 1], [0, 1], color="grey", ls=":", lw=0.8)
         axis.plot(x, y, marker="o", color="tab:blue")
-        for xi, yi, ni in zip(x, y, n):
-            dx, dy, ha, va = _count_offset(xi, yi)
-            axis.annotate(f"n={ni}", (xi, yi), fontsize=7, textcoords="offset points", xytext=(dx, dy), ha=ha, va=va,
-                          annotation_clip=True, clip_on=True)
+        for xi, text in count_labels(edges, which):
+            axis.text(xi, 0.015, text, fontsize=7, ha="center", va="bottom", color="#444")
+        axis.text(0.01, 0.075, "n per bin:", fontsize=7, ha="left", va="bottom", color="#444")
         axis.set(xlim=(0, 1), ylim=(0, 1.02), xlabel=xlabel, ylabel=ylabel, title=f"{name}: ECE {errors[name]:.3f}")
     figure.suptitle(title, fontsize=10)
     save_figure(figure, path)

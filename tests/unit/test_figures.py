@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from sonoflow import figures
-from sonoflow.figures import (GROUND_TRUTH, UNET, _count_offset, bgr, cam_overlay_figure, curve_figure, pairs_figure,
+from sonoflow.figures import (GROUND_TRUTH, UNET, bgr, cam_overlay_figure, count_labels, curve_figure, pairs_figure,
                               segmentation_overlay_figure, training_figure)
 from sonoflow.metrics import Question
 
@@ -95,11 +95,13 @@ def test_pairs_figure_marks_pairs_with_different_labels(tmp_path):
     assert cv2.imread(str(path)) is not None
 
 
-@pytest.mark.parametrize("x, y", [(0.95, 0.97), (0.05, 0.02), (0.5, 0.5), (0.99, 0.0)])
-def test_calibration_counts_point_towards_the_middle(x, y):
-    dx, dy, ha, va = _count_offset(x, y)
-    assert (dx < 0) == (x > 0.85) and (dy < 0) == (y > 0.85)
-    assert ha == ("right" if dx < 0 else "left") and va == ("top" if dy < 0 else "bottom")
+def test_calibration_counts_one_per_bin_inside_the_axes():
+    edges = np.linspace(0, 1, 11)
+    which = np.array([9, 9, 9, 8, 7, 7, 0])
+    labels = count_labels(edges, which)
+    assert labels == [(pytest.approx(0.05), "1"), (pytest.approx(0.75), "2"), (pytest.approx(0.85), "1"),
+                      (pytest.approx(0.95), "3")]
+    assert all(0 < x < 1 for x, _ in labels)
 
 
 def test_curves_put_patient_level_beside_image_level_one_row_per_class(tmp_path, monkeypatch):
