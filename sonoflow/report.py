@@ -129,14 +129,15 @@ def format_number(value, p_value: bool = False) -> str:
 
 
 def format_estimate(value, low, high) -> str:
-    """'0.912 [0.850, 0.960]'; the bare estimate when there is no interval; a degenerate interval
-    flagged (see DEGENERATE)."""
+    """'0.912 [0.850, 0.960]'; the bare estimate when there is no interval; an interval whose
+    bounds coincide once rounded flagged ‡ (see DEGENERATE)."""
     if _is_missing(value):
         return MISSING
     if _is_missing(low) or _is_missing(high):
         return format_number(value)
-    text = f"{format_number(value)} [{format_number(low)}, {format_number(high)}]"
-    return f"{text} ‡" if float(low) == float(high) else text
+    low, high = format_number(low), format_number(high)
+    text = f"{format_number(value)} [{low}, {high}]"
+    return f"{text} ‡" if low == high else text  # coinciding as people read them
 
 
 def _is_p_value(column: str) -> bool:
@@ -214,13 +215,22 @@ def operating_point(thresholds: Mapping | None) -> str:
             f"by Youden's index and applied unchanged: {rules}.")
 
 
-def _ci_methods_note(headline: pd.DataFrame) -> str:
+METHOD_MARKS = ("†", "§", "¶", "#")
+
+
+def ci_method_marks(headline: pd.DataFrame) -> dict[str, str]:
+    """A mark per CI method of a table: '' for the most common one, a symbol for each other, so
+    that every cell says which interval it carries."""
     if "ci_method" not in headline:
+        return {}
+    methods = headline["ci_method"].fillna("").astype(str).value_counts().index.tolist()
+    return {method: ("" if k == 0 else METHOD_MARKS[(k - 1) % len(METHOD_MARKS)]) for k, method in enumerate(methods)}
+
+
+def _ci_methods_note(marks: Mapping[str, str]) -> str:
+    if not marks:
         return ""
-    notes = []
-    for (level, method), rows in headline.groupby(["level", "ci_method"], sort=False):
-        metrics = ", ".join(dict.fromkeys(rows["metric"]))
-        notes.append(f"{level} level, {metrics}: {method}")
+    notes = [f"{mark} {method}" if mark else f"unmarked: {method}" for method, mark in marks.items() if method]
     return "95% CI method — " + "; ".join(notes) + "."
 
 
@@ -230,24 +240,27 @@ def headline_sections(headline: pd.DataFrame, thresholds: Mapping | None = None)
     sections = []
     extra = [c for c in headline.columns if c not in
              {"part", "level", "patients", "cases", "metric", "class", "value", "ci_low", "ci_high", "ci_method"}]
+    marks = ci_method_marks(headline)
     for part, rows in headline.groupby("part", sort=False):
         columns = {}
         for level, at_level in rows.groupby("level", sort=False):
             n = f"{int(at_level['patients'].iloc[0])} patients" + (
                 "" if level == "patient" else f", {int(at_level['cases'].iloc[0])} {'frames' if level == 'image' else 'cases'}")
             keyed = at_level.assign(**{"class": at_level["class"].fillna("").astype(str)}).set_index(["metric", "class"])
+            methods = keyed["ci_method"].fillna("").astype(str) if "ci_method" in keyed else pd.Series("", keyed.index)
             columns[f"{level} level ({n})"] = pd.Series(
-                [format_estimate(v, a, b) for v, a, b in zip(keyed["value"], keyed["ci_low"], keyed["ci_high"])],
-                index=keyed.index)
+                [format_estimate(v, a, b) + (f" {marks[m]}" if marks.get(m) and not _is_missing(a) else "")
+                 for v, a, b, m in zip(keyed["value"], keyed["ci_low"], keyed["ci_high"], methods)], index=keyed.index)
             for column in extra:  # e.g. a flag or a count of skipped resamples added upstream
                 columns[f"{column} ({level})"] = pd.Series([format_number(v) for v in keyed[column]], index=keyed.index)
         table = pd.DataFrame(columns).fillna(MISSING).reset_index()
         table["class"] = table["class"].replace({"": "overall"})
         name = {"test": "held-out test patients, fold ensemble", "cv": "validation folds, pooled out-of-fold"}.get(part, part)
         body = table.to_html(index=False, escape=True, border=0, classes="sonoflow-table")
-        if table.apply(lambda column: column.astype(str).str.endswith(" ‡")).to_numpy().any():
+        if table.apply(lambda column: column.astype(str).str.contains(" ‡", regex=False)).to_numpy().any():
             body += f'<p class="note flag">‡ lower and upper bound coincide: {DEGENERATE}.</p>'
-        body += f'<p class="note">{html.escape(_ci_methods_note(rows))}</p>'
+        used = {m: marks[m] for m in dict.fromkeys(rows["ci_method"].fillna("").astype(str))} if marks else {}
+        body += f'<p class="note">{html.escape(_ci_methods_note(used))}</p>'
         sections.append((f"{part}: {name}", body))
     if thresholds is not None:
         sections.insert(0, ("operating point", f"<p>{html.escape(operating_point(thresholds))}</p>"))

@@ -29,6 +29,7 @@ def test_estimates_carry_their_interval_and_a_degenerate_one_is_flagged():
     assert format_estimate(0.91234, 0.85, 0.96) == "0.912 [0.850, 0.960]"
     assert format_estimate(0.9, np.nan, np.nan) == "0.900"
     assert format_estimate(1.0, 1.0, 1.0).endswith("‡")
+    assert format_estimate(1.0, 0.9999999999, 1.0) == "1.000 [1.000, 1.000] ‡"  # coinciding as people read them
     assert format_estimate(np.nan, 0.1, 0.2) == "—"
 
 
@@ -75,7 +76,9 @@ def test_headline_page_shows_every_estimate_with_ci_n_and_the_operating_point(ev
     assert format_estimate(row["value"], row["ci_low"], row["ci_high"]) in page
     assert "patient level (20 patients)" in page and "image level (20 patients, 60 frames)" in page
     assert f"P(malignant) ≥ {format_number(result.thresholds['patient'])}" in page
-    assert "DeLong" in page and "patient bootstrap" in page
+    # Every cell says which interval it carries: the rarer method (DeLong, patient-level AUCs) is marked.
+    assert "† DeLong" in page and "unmarked: patient bootstrap" in page
+    assert f"{format_estimate(row['value'], row['ci_low'], row['ci_high'])} †" in page
     folds = outputs["folds"].read_text()
     assert "image level" in folds and "mean" in folds and not LONG_DECIMALS.search(folds)
     assert "crossing" in outputs["leakage"].read_text()
