@@ -116,35 +116,26 @@ def to_frame_size(cams: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def choose_examples(predictions: pd.DataFrame, labels: Sequence[str], per_kind: int, seed: int = 0) -> pd.DataFrame:
     """Per true class: the ``per_kind`` most confident correct calls, most confident wrong calls
-    and random others, each from a different item and, where there are enough, a different
-    patient (frames of one clip, and items of one patient, look alike); column ``kind`` says
-    which. ``predictions``: frame predictions."""
+    and random others, each from a different patient (frames of one clip, and items of one
+    patient, look alike: a class with one patient shows one panel, not three of the same
+    image); column ``kind`` says which. ``predictions``: frame predictions."""
     rng = np.random.default_rng(seed)
     probs = predictions[[f"prob_{name}" for name in labels]].to_numpy()
     table = predictions.assign(predicted=[labels[i] for i in probs.argmax(1)], confidence=probs.max(1))
     chosen = []
     for label in labels:
         of_class = table[table["label"] == label].sort_values("confidence", ascending=False, kind="stable")
+        key = "patient_id" if "patient_id" in of_class else "item_id"
         shown: set = set()
         for kind in KINDS:
             if kind == "random":
                 pool = of_class.iloc[rng.permutation(len(of_class))]
             else:
                 pool = of_class[(of_class["predicted"] == label) == (kind == "correct")]
-            part = _distinct(pool[~pool["item_id"].isin(shown)], per_kind)
-            shown |= set(part["item_id"])
+            part = pool[~pool[key].isin(shown)].drop_duplicates(key).head(per_kind)
+            shown |= set(part[key])
             chosen.append(part.assign(kind=kind))
     return pd.concat(chosen) if chosen else table.iloc[:0].assign(kind="")
-
-
-def _distinct(pool: pd.DataFrame, count: int) -> pd.DataFrame:
-    """The first ``count`` rows of ``pool`` from different patients (then different items of
-    patients already shown, when there are too few patients): frames of one patient look alike."""
-    items = pool.drop_duplicates("item_id")
-    if "patient_id" not in items:
-        return items.head(count)
-    first = items.drop_duplicates("patient_id").head(count)
-    return pd.concat([first, items.drop(first.index).head(count - len(first))]) if len(first) < count else first
 
 
 def quality_sample(frames: pd.DataFrame, max_images: int, seed: int = 0) -> pd.DataFrame:

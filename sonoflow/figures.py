@@ -123,7 +123,7 @@ def cam_overlay_figure(path, frames: np.ndarray, cams: np.ndarray, lesions: np.n
     classes = [label for label in labels if (examples["label"] == label).any()]
     columns = max(1, int(examples.groupby("label").size().max())) if len(examples) else 1
     rows = max(1, len(classes))
-    figure, axes = plt.subplots(rows, columns, figsize=(2.5 * columns + 1.2, 2.75 * rows + 0.8), squeeze=False,
+    figure, axes = plt.subplots(rows, columns, figsize=(2.5 * columns + 1.2, 2.9 * rows + 0.8), squeeze=False,
                                 layout="constrained")
     for axis in axes.ravel():
         axis.axis("off")
@@ -139,9 +139,9 @@ def cam_overlay_figure(path, frames: np.ndarray, cams: np.ndarray, lesions: np.n
                 kinds.add(kind)
             cam_panel(axis, frames[index], cams[index], outlines)
             right = row["predicted"] == label
-            axis.set_title(f"{_short(row['patient_id'], 14)} / {_short(row['item_id'])}\n"
-                           f"{row['kind']}: {label} → {row['predicted']} {row['confidence']:.2f}"
-                           + ("" if right else " ✗"), fontsize=7, color="black" if right else WRONG)
+            axis.set_title(f"{_short(row['patient_id'], 14)} / {_short(row['item_id'])}\n{row['kind']}: {_short(label)}\n"
+                           f"→ {_short(row['predicted'])} {row['confidence']:.2f}" + ("" if right else " ✗"),
+                           fontsize=7, color="black" if right else WRONG)
     cam_colorbar(figure, axes)
     outline_legend(figure, sorted(kinds), loc="outside lower center")
     figure.suptitle(textwrap.fill(title, 90), fontsize=9)

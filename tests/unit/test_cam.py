@@ -51,12 +51,15 @@ def test_examples_are_confident_correct_confident_wrong_and_random():
     shown = choose_examples(clip, ["a", "b"], per_kind=2, seed=0)
     assert shown["item_id"].is_unique
     assert shown.loc[(shown["label"] == "a") & (shown["kind"] == "correct"), "row"].tolist() == [0]
-    # Items of one patient look alike: other patients first, the same patient only to fill up.
+    # Items of one patient look alike: each patient is shown once per class.
     patients = table.assign(patient_id=["P", "P", "Q", "P", "R", "S", "S"])
     shown = choose_examples(patients, ["a", "b"], per_kind=2, seed=0)
     correct_a = shown[(shown["label"] == "a") & (shown["kind"] == "correct")]
     assert correct_a["row"].tolist() == [0, 2]  # i1 (0.8, patient P again) gives way to Q's i2
-    assert shown["item_id"].is_unique
+    assert shown["patient_id"].is_unique and set(shown["patient_id"]) == {"P", "Q", "R", "S"}
+    one_patient = table.assign(patient_id="P")
+    per_class = choose_examples(one_patient, ["a", "b"], per_kind=2, seed=0).groupby("label").size()
+    assert per_class.tolist() == [1, 1], "one panel per class, not three of one patient"
 
 
 def test_lesion_sources_tell_ground_truth_from_unet_masks():
