@@ -469,7 +469,17 @@ def landing_page(runs: Mapping[str, tuple[pd.DataFrame, Mapping | None]], source
     if rows:
         table = pd.concat(rows, ignore_index=True).sort_values(["level", "run"], kind="stable")
         table["level"] = table["level"].astype(str)
-        body = table_html(table)
+        # One column per run and level, a row per metric: narrow enough for the report's first page.
+        shown = readable(table.drop(columns=["run", "part", "level", "patients", "cases"]))
+        shown.index = [f"{run} · {part} · {level} level ({n} patients"
+                       + (f", {cases} frames)" if level == "image" else ")")
+                       for run, part, level, n, cases in table[["run", "part", "level", "patients", "cases"]].itertuples(index=False)]
+        wide = shown.T.rename_axis("metric").reset_index()
+        wide["metric"] = wide["metric"].str.replace(" [95% CI]", "", regex=False)
+        body = '<p class="note">estimate [95% CI]</p>' + wide.to_html(index=False, escape=True, border=0,
+                                                                         classes="sonoflow-table")
+        if wide.apply(lambda column: column.astype(str).str.contains(" ‡", regex=False)).to_numpy().any():
+            body += f'<p class="note flag">‡ lower and upper bound coincide: {DEGENERATE}.</p>'
         body += ('<p class="note">part test: held-out test patients, fold ensemble; cv: pooled out-of-fold '
                  "predictions of the validation folds (no test set). Patient level: frame probabilities averaged "
                  "per patient, the unit of the claim. Per-class figures: each run's headline page.</p>")
