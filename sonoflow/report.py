@@ -144,6 +144,13 @@ def _is_p_value(column: str) -> bool:
     return column == "p" or column.endswith("_p") or column.startswith("p_") or "_p_" in column
 
 
+COUNTS = ("patients", "frames", "cases", "images", "items", "pairs", "crossing", "blank_cams")
+
+
+def _is_count(column: str) -> bool:
+    return column in COUNTS or column.endswith(("_images", "_frames", "_patients"))
+
+
 def readable(table: pd.DataFrame) -> pd.DataFrame:
     """The table as strings people read: ``value, ci_low, ci_high`` and ``X, X_ci_low, X_ci_high``
     become one 'X [95% CI]' column, ``X_mean, X_sd`` one 'X mean ± sd' column, numbers are
@@ -168,7 +175,10 @@ def readable(table: pd.DataFrame) -> pd.DataFrame:
             used |= {column, sd}
             continue
         p_value = _is_p_value(column)
-        out[column] = [format_number(value, p_value) for value in table[column]]
+        values = table[column]
+        if _is_count(column) and pd.api.types.is_float_dtype(values) and values.dropna().map(float.is_integer).all():
+            values = values.astype("Int64")  # a count with gaps (e.g. the mean and sd rows) reads back as float
+        out[column] = [format_number(value, p_value) for value in values]
         used.add(column)
     return pd.DataFrame(out, index=table.index, columns=list(out)).reset_index(drop=True)
 
@@ -304,10 +314,12 @@ def page_leakage(inputs: Mapping, title: str) -> str:
                      "Per fold, near-duplicate item pairs that lie on two sides of the split.")
 
 
-def page_table(key: str, heading: str, intro: str = "", drop: Sequence[str] = ()) -> Callable[[Mapping, str], str]:
-    """A page of one CSV shown whole (rounded, intervals merged)."""
+def page_table(key: str, heading: str, intro: str = "", drop: Sequence[str] = (),
+               first: Sequence[str] = ()) -> Callable[[Mapping, str], str]:
+    """A page of one CSV shown whole (rounded, intervals merged), the ``first`` columns first."""
     def render(inputs: Mapping, title: str) -> str:
         table = _read(inputs[key])
+        table = table[[c for c in first if c in table] + [c for c in table if c not in first]]
         return html_page(_title(title, heading),
                          [("", table_html(table.drop(columns=[c for c in drop if c in table])))], intro)
     return render
@@ -396,7 +408,7 @@ PAGES: dict[str, Callable[[Mapping, str], str]] = {
     "frames": page_frames,
     "cam_quality": page_table("cam_quality", "Grad-CAM quality",
                               "Per CAM method, class and scope: share of CAM energy inside the lesion and pointing-game "
-                              "hit rate, each against chance (the lesion's area share)."),
+                              "hit rate, each against chance (the lesion's area share).", first=("scope",)),
     "segment_summary": page_table("segment_summary", "U-Net segmentation (Dice, IoU, HD95)",
                                   "Mean ± sd per class, on patients the U-Net never trained on."),
     "models": page_table("models", "every run side by side",

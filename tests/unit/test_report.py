@@ -42,6 +42,8 @@ def test_readable_merges_intervals_and_mean_sd_and_rounds_everything():
     assert shown["auc [95% CI]"].tolist() == ["0.933 [0.800, 0.990]", "0.500"]
     assert shown["dice mean ± sd"].tolist() == ["0.812 ± 0.100", "0.700"]
     assert shown["delong_p"].tolist() == ["<0.001", "0.312"] and shown["patients"].tolist() == ["7", "8"]
+    gaps = readable(pd.DataFrame({"fold": ["0", "mean"], "patients": [5.0, np.nan], "auc": [1.0, 1.0]}))
+    assert gaps["patients"].tolist() == ["5", "—"] and gaps["auc"].tolist() == ["1.000", "1.000"]
 
 
 def test_operating_point_of_a_binary_question_and_of_a_multi_class_call():
@@ -114,6 +116,7 @@ def test_every_page_renders_from_its_csv_and_unknown_pages_are_refused(tmp_path)
     write_pages({"frames": tmp_path / "whole.html"}, {"frames": tmp_path / "frames_whole.csv"})
     assert re.search(r"<td>1</td>\s*</tr>", (tmp_path / "whole.html").read_text())  # a median of 1 frame, not 1.000
     assert "0.512" in outputs["cam_quality"].read_text()
+    assert re.search(r"<th>scope</th>\s*<th>method</th>", outputs["cam_quality"].read_text())  # which scope, first
     assert "0.812 ± 0.050" in outputs["segment_summary"].read_text()
     assert "0.900 [0.800, 0.950]" in outputs["models"].read_text()
     assert "&lt;0.001" in outputs["compare"].read_text()
