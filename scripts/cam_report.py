@@ -3,6 +3,7 @@
 import numpy as np
 
 from sonoflow.cam import CamSettings, cam_report, headline_predictions, read_quality
+from sonoflow.dataset import read_frame_table
 from sonoflow.io import for_people, save_csv
 from sonoflow.logs import log_to
 from sonoflow.metrics import read_predictions
@@ -16,7 +17,8 @@ with log_to(snakemake.log[0]) as log:
     fold_quality = [read_quality(path) for path in snakemake.input.quality]
     overlays = dict(zip(settings.methods, snakemake.output.overlays))
     summary, per_image = cam_report(folds, fold_quality, predictions, part, snakemake.params.labels, settings, overlays,
-                                    f"{snakemake.wildcards.model}, {mode} input")
+                                    f"{snakemake.wildcards.model}, {mode} input",
+                                    frames=read_frame_table(snakemake.input.frames))
     save_csv(snakemake.output.summary, for_people(summary))
     save_csv(snakemake.output.per_image, for_people(per_image))
     log.info("\n%s", for_people(summary).to_string(index=False))

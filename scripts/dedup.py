@@ -5,7 +5,8 @@ import numpy as np
 
 from sonoflow.dataset import FrameStore, read_frame_table
 from sonoflow.dedup import (DedupSettings, conflict_summary, conflicting_items, duplicate_groups, label_conflicts,
-                            near_duplicates, pairs_figure)
+                            near_duplicates)
+from sonoflow.figures import pairs_figure
 from sonoflow.io import save_csv
 from sonoflow.logs import log_to
 

@@ -6,7 +6,8 @@ from pathlib import Path
 from sonoflow.dataset import FrameStore, read_frame_table
 from sonoflow.io import for_people, save_csv
 from sonoflow.logs import log_to
-from sonoflow.segment import evaluation_frames, overlay_figure, segmentation_summary, segmentation_table
+from sonoflow.figures import segmentation_overlay_figure
+from sonoflow.segment import evaluation_frames, segmentation_summary, segmentation_table
 
 with log_to(snakemake.log[0]) as log:
     frames = read_frame_table(snakemake.input.frames)
@@ -19,5 +20,5 @@ with log_to(snakemake.log[0]) as log:
     summary = segmentation_summary(table).assign(part=part)
     save_csv(snakemake.output.table, for_people(table))
     save_csv(snakemake.output.summary, for_people(summary))
-    overlay_figure(snakemake.output.overlays, images, truth, predicted, table)
+    segmentation_overlay_figure(snakemake.output.overlays, images, truth, predicted, table)
     log.info("%s patients:\n%s", part, for_people(summary).to_string(index=False))

@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from sonoflow.figures import cam_overlay_figure
 from sonoflow.train import as_unit_float, normalise, pick_device
 
 log = logging.getLogger("sonoflow.cam")
@@ -116,19 +117,24 @@ def to_frame_size(cams: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def choose_examples(predictions: pd.DataFrame, labels: Sequence[str], per_kind: int, seed: int = 0) -> pd.DataFrame:
     """Per true class: the ``per_kind`` most confident correct calls, most confident wrong calls
-    and random others, each from a different item (frames of one clip look alike); column
-    ``kind`` says which. ``predictions``: frame predictions."""
+    and random others, each from a different patient (frames of one clip, and items of one
+    patient, look alike: a class with one patient shows one panel, not three of the same
+    image); column ``kind`` says which. ``predictions``: frame predictions."""
     rng = np.random.default_rng(seed)
     probs = predictions[[f"prob_{name}" for name in labels]].to_numpy()
     table = predictions.assign(predicted=[labels[i] for i in probs.argmax(1)], confidence=probs.max(1))
     chosen = []
     for label in labels:
         of_class = table[table["label"] == label].sort_values("confidence", ascending=False, kind="stable")
-        correct = of_class[of_class["predicted"] == label].drop_duplicates("item_id").head(per_kind)
-        wrong = of_class[of_class["predicted"] != label].drop_duplicates("item_id").head(per_kind)
-        rest = of_class[~of_class["item_id"].isin(set(correct["item_id"]) | set(wrong["item_id"]))]
-        rest = rest.iloc[rng.permutation(len(rest))].drop_duplicates("item_id")
-        for kind, part in zip(KINDS, (correct, wrong, rest.head(per_kind))):
+        key = "patient_id" if "patient_id" in of_class else "item_id"
+        shown: set = set()
+        for kind in KINDS:
+            if kind == "random":
+                pool = of_class.iloc[rng.permutation(len(of_class))]
+            else:
+                pool = of_class[(of_class["predicted"] == label) == (kind == "correct")]
+            part = pool[~pool[key].isin(shown)].drop_duplicates(key).head(per_kind)
+            shown |= set(part[key])
             chosen.append(part.assign(kind=kind))
     return pd.concat(chosen) if chosen else table.iloc[:0].assign(kind="")
 
@@ -219,42 +225,6 @@ def quality_summary(per_image: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-# --- Overlays ------------------------------------------------------------------------------------------
-
-
-def overlay_figure(path, frames: np.ndarray, cams: np.ndarray, masks: np.ndarray | None, examples: pd.DataFrame,
-                   labels: Sequence[str], title: str) -> None:
-    """One row per true class: the chosen images with their CAM (for the predicted class) over
-    them, the lesion outline in green where known, and true / predicted label with probability."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from pytorch_grad_cam.utils.image import show_cam_on_image
-
-    from sonoflow.figures import save_figure
-
-    classes = [label for label in labels if (examples["label"] == label).any()]
-    columns = max(1, int(examples.groupby("label").size().max())) if len(examples) else 1
-    figure, axes = plt.subplots(max(1, len(classes)), columns, figsize=(2.3 * columns, 2.6 * max(1, len(classes))),
-                                squeeze=False)
-    for axis in axes.ravel():
-        axis.axis("off")
-    for r, label in enumerate(classes):
-        for c, (index, row) in enumerate(examples[examples["label"] == label].iterrows()):
-            gray = np.repeat(frames[index][..., None], 3, axis=2).astype(np.float32) / 255
-            axis = axes[r, c]
-            axis.imshow(show_cam_on_image(gray, cams[index], use_rgb=True, image_weight=0.55))
-            if masks is not None and masks[index].any():
-                axis.contour(masks[index], levels=[0.5], colors="lime", linewidths=0.8)
-            colour = "green" if row["predicted"] == label else "red"
-            axis.set_title(f"{row['kind']}: {label}\n→ {row['predicted']} {row['confidence']:.2f}", fontsize=7,
-                           color=colour)
-    figure.suptitle(title, fontsize=9)
-    figure.tight_layout()
-    save_figure(figure, path)
-
-
 # --- One fold, and the run's report --------------------------------------------------------------------
 
 
@@ -323,6 +293,17 @@ def ensemble_quality(folds: Sequence[Mapping[str, np.ndarray]], sample: pd.DataF
     return pd.concat([sample.reset_index(drop=True), scores], axis=1).assign(method=method)
 
 
+def lesion_sources(examples: pd.DataFrame, frames: pd.DataFrame | None) -> list[str]:
+    """Per example, where its lesion mask comes from: 'truth' (its item has a mask) or 'unet'
+    (the segmentation stage's prediction). Without the frame table every mask counts as truth."""
+    if frames is None or examples.empty:
+        return ["truth"] * len(examples)
+    keys = frames.assign(shard=frames["shard"].astype(str), row=frames["row"].astype(int))
+    has_mask = keys.set_index(["shard", "row"])["has_mask"].astype(str).str.lower().eq("true")
+    index = pd.MultiIndex.from_arrays([examples["shard"].astype(str), examples["row"].astype(int)])
+    return ["truth" if known else "unet" for known in has_mask.reindex(index, fill_value=False)]
+
+
 def headline_predictions(test: pd.DataFrame, cv: pd.DataFrame) -> tuple[str, pd.DataFrame]:
     """The frames CAMs are shown for: the test fold ensemble, else the pooled validation folds."""
     return ("test", test) if len(test) else ("cv", cv)
@@ -330,7 +311,7 @@ def headline_predictions(test: pd.DataFrame, cv: pd.DataFrame) -> tuple[str, pd.
 
 def cam_report(folds: Sequence[Mapping[str, np.ndarray]], fold_quality: Sequence[pd.DataFrame], predictions: pd.DataFrame,
                part: str, labels: Sequence[str], settings: CamSettings, overlay_paths: Mapping[str, str],
-               title: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+               title: str, frames: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The run's explanation-quality table and one overlay figure per method.
 
     Quality per fold; for the test part also of the fold ensemble's CAM (mean over folds), when
@@ -356,15 +337,16 @@ def cam_report(folds: Sequence[Mapping[str, np.ndarray]], fold_quality: Sequence
     predicted = examples["predicted"].map({name: i for i, name in enumerate(labels)}).to_numpy()
     holders = [{key: i for i, key in enumerate(map(tuple, fold["example_keys"]))} for fold in folds]
     size = next((fold["example_frames"].shape[1:] for fold in folds if len(fold["example_frames"])), (1, 1))
-    frames = np.zeros((len(examples), *size), np.uint8)
+    images = np.zeros((len(examples), *size), np.uint8)
     lesions = np.zeros((len(examples), *size), np.uint8)
+    sources = lesion_sources(examples, frames)
     for method in settings.methods:
         cams = np.zeros((len(examples), *size), np.float32)
         for i, key in enumerate(map(tuple, examples[["shard", "row"]].to_numpy().astype(str))):
             owners = [(fold, holder[key]) for fold, holder in zip(folds, holders) if key in holder]
             owners = owners if ensemble else owners[:1]
             cams[i] = np.mean([fold[f"{method}/examples"][j, predicted[i]].astype(np.float32) for fold, j in owners], axis=0)
-            frames[i], lesions[i] = owners[0][0]["example_frames"][owners[0][1]], owners[0][0]["example_lesions"][owners[0][1]]
-        overlay_figure(overlay_paths[method], frames, cams, lesions, examples, labels,
-                       f"{title}: {method}, {'fold ensemble on test' if ensemble else 'each frame by its fold'}")
+            images[i], lesions[i] = owners[0][0]["example_frames"][owners[0][1]], owners[0][0]["example_lesions"][owners[0][1]]
+        cam_overlay_figure(overlay_paths[method], images, cams, lesions, sources, examples, labels,
+                           f"{title}: {method}, {'fold ensemble on test' if ensemble else 'each frame by its fold'}")
     return summary, per_image

@@ -291,35 +291,3 @@ def crossing_pairs(pairs: pd.DataFrame, splits: Mapping) -> pd.DataFrame:
         rows.append(row)
     return pd.DataFrame(rows, columns=["fold", "pairs", "train_val", "train_test", "val_test", "crossing",
                                        "test_items_with_copy"])
-
-
-def pairs_figure(path, pairs: pd.DataFrame, store, max_pairs: int = 12,
-                 title: str = "near-duplicate pairs (red: different patients)",
-                 empty: str = "no near-duplicate pairs") -> None:
-    """Thumbnails of near-duplicate pairs side by side (those across patients first), each
-    titled with its item, patient and label, for people to check."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from sonoflow.figures import save_figure
-
-    shown = pairs.sort_values(["crosses_patients", "correlation"], ascending=[False, False]).head(max_pairs)
-    rows = max(1, len(shown))
-    figure, axes = plt.subplots(rows, 2, figsize=(4.4, 2.3 * rows), squeeze=False)
-    for axis in axes.ravel():
-        axis.axis("off")
-    if shown.empty:
-        axes[0, 0].text(0, 0.5, empty, fontsize=9)
-    for r, pair in enumerate(shown.itertuples()):
-        for c, side in enumerate("ab"):
-            frame = store.gather(pd.DataFrame({"shard": [getattr(pair, f"shard_{side}")], "row": [getattr(pair, f"row_{side}")]}))[0]
-            axes[r, c].imshow(frame, cmap="gray", vmin=0, vmax=255)
-            axes[r, c].set_title(f"{getattr(pair, f'item_{side}')} ({getattr(pair, f'patient_{side}')}): "
-                                 f"{getattr(pair, f'label_{side}')}"
-                                 + (f"\ncorrelation {pair.correlation:.2f}" if c == 0 else "\n"), fontsize=7,
-                                 color="red" if pair.crosses_patients else "black")
-    figure.suptitle(title, fontsize=9)
-    figure.tight_layout(rect=(0, 0, 1, 1 - 0.45 / (2.3 * rows)))  # room for the title above the first row
-    save_figure(figure, path)

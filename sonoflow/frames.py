@@ -410,13 +410,17 @@ def ingest_item(path: str | os.PathLike, settings: IngestSettings, masks: list[s
 
 
 def preview_image(frame: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    """A frame for people: alone, or beside a copy with the lesion mask outlined in red."""
+    """A frame for people: alone, or beside a copy with the lesion mask outlined in the ground
+    truth's colour (sonoflow.figures.GROUND_TRUTH), smoothed."""
+    from sonoflow.figures import GROUND_TRUTH, bgr
+
     gray = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
     if mask is None:
         return gray
     outlined = gray.copy()
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    cv2.drawContours(outlined, contours, -1, (0, 0, 255), 1)
+    smooth = [cv2.approxPolyDP(contour, 1.0, True) for contour in contours]
+    cv2.drawContours(outlined, smooth, -1, bgr(GROUND_TRUTH), 1, lineType=cv2.LINE_AA)
     return np.hstack([gray, outlined])
 
 
@@ -424,11 +428,22 @@ def _safe_name(item_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", item_id)
 
 
-def _write_previews(folder: Path, item_id: str, item: IngestedItem, count: int) -> None:
+def preview_folder(label: str, patient_id: str) -> str:
+    """Where an item's previews lie under ``previews/``: ``<label>/<patient>``, so that people (and
+    the report) browse them by class and patient. An unlabelled item (new cases) goes under
+    ``unlabelled``."""
+    return f"{_safe_name(str(label)) if label else 'unlabelled'}/{_safe_name(str(patient_id))}"
+
+
+def _write_previews(folder: Path, row: Mapping, item: IngestedItem, count: int) -> None:
     n = len(item.frames)
+    if count:
+        label = row.get("label")
+        folder = folder / preview_folder("" if label is None or pd.isna(label) else str(label), row["patient_id"])
+        folder.mkdir(parents=True, exist_ok=True)
     for k, index in enumerate(np.unique(np.round(np.linspace(0, n - 1, min(count, n))).astype(int))):
         mask = item.masks[index] if item.masks is not None else None
-        path = folder / f"{_safe_name(item_id)}_{k}.png"
+        path = folder / f"{_safe_name(row['item_id'])}_{k}.png"
         if not cv2.imwrite(str(path), preview_image(item.frames[index], mask)):
             raise OSError(f"cannot write preview {path}")
 
@@ -448,7 +463,7 @@ def ingest_shard(rows: pd.DataFrame, settings: IngestSettings, out_dir: str | os
     """Ingest the items of one shard into ``out_dir``; return its frame table.
 
     Writes ``frames.npy`` (N, size, size) uint8, ``masks.npy`` (N, size, size) uint8 0/1,
-    ``frames.csv`` (one row per frame; ``row`` indexes the arrays) and ``previews/``. Items are
+    ``frames.csv`` (one row per frame; ``row`` indexes the arrays) and ``previews/<label>/<patient>/``. Items are
     processed sorted by item_id; a failing item raises MediaError starting with its item_id.
     """
     out_dir = Path(out_dir)
@@ -477,7 +492,7 @@ def ingest_shard(rows: pd.DataFrame, settings: IngestSettings, out_dir: str | os
                 })
             frames.append(item.frames)
             masks.append(item.masks if item.masks is not None else np.zeros_like(item.frames))
-            _write_previews(previews, item_id, item, settings.previews)
+            _write_previews(previews, row, item, settings.previews)
         empty = np.zeros((0, settings.size, settings.size), np.uint8)
         save_npy(out_dir / "frames.npy", np.concatenate(frames) if frames else empty)
         save_npy(out_dir / "masks.npy", np.concatenate(masks) if masks else empty)

@@ -512,35 +512,3 @@ def segmentation_summary(table: pd.DataFrame) -> pd.DataFrame:
             row[f"{metric}_sd"] = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def overlay_figure(path, frames: np.ndarray, truth: np.ndarray, predicted: np.ndarray, table: pd.DataFrame,
-                   per_class: int = 4) -> None:
-    """A grid per class of frames with the true (green) and predicted (red) lesion outline."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from sonoflow.io import atomic_path
-
-    labels = sorted(table["label"].unique())
-    columns = max(1, min(per_class, int(table.groupby("label").size().max())))
-    figure, axes = plt.subplots(len(labels), columns, figsize=(2.4 * columns, 2.6 * len(labels)), squeeze=False)
-    for axis in axes.ravel():
-        axis.axis("off")
-    for r, label in enumerate(labels):
-        chosen = table.index[table["label"] == label][:columns]
-        for c, index in enumerate(chosen):
-            axis = axes[r, c]
-            axis.imshow(frames[index], cmap="gray", vmin=0, vmax=255)
-            if truth[index].any():
-                axis.contour(truth[index], levels=[0.5], colors="lime", linewidths=1)
-            if predicted[index].any():
-                axis.contour(predicted[index], levels=[0.5], colors="red", linewidths=1)
-            axis.set_title(f"{label}\n{table.at[index, 'item_id']} Dice {table.at[index, 'dice']:.2f}", fontsize=7)
-    figure.suptitle("held-out patients: true lesion (green), U-Net (red)", fontsize=9)
-    figure.tight_layout()
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, dpi=110, format="png")
-    plt.close(figure)

@@ -3,8 +3,9 @@ import pandas as pd
 import pytest
 import torch
 
-from sonoflow.cam import (CamSettings, choose_examples, compute_cams, lesion_scores, model_input, overlay_figure,
+from sonoflow.cam import (CamSettings, choose_examples, compute_cams, lesion_scores, lesion_sources, model_input,
                           quality_sample, quality_summary)
+from sonoflow.figures import cam_overlay_figure
 from sonoflow.models import build_model
 
 
@@ -50,6 +51,22 @@ def test_examples_are_confident_correct_confident_wrong_and_random():
     shown = choose_examples(clip, ["a", "b"], per_kind=2, seed=0)
     assert shown["item_id"].is_unique
     assert shown.loc[(shown["label"] == "a") & (shown["kind"] == "correct"), "row"].tolist() == [0]
+    # Items of one patient look alike: each patient is shown once per class.
+    patients = table.assign(patient_id=["P", "P", "Q", "P", "R", "S", "S"])
+    shown = choose_examples(patients, ["a", "b"], per_kind=2, seed=0)
+    correct_a = shown[(shown["label"] == "a") & (shown["kind"] == "correct")]
+    assert correct_a["row"].tolist() == [0, 2]  # i1 (0.8, patient P again) gives way to Q's i2
+    assert shown["patient_id"].is_unique and set(shown["patient_id"]) == {"P", "Q", "R", "S"}
+    one_patient = table.assign(patient_id="P")
+    per_class = choose_examples(one_patient, ["a", "b"], per_kind=2, seed=0).groupby("label").size()
+    assert per_class.tolist() == [1, 1], "one panel per class, not three of one patient"
+
+
+def test_lesion_sources_tell_ground_truth_from_unet_masks():
+    frames = pd.DataFrame({"shard": ["00", "00", "01"], "row": [0, 1, 0], "has_mask": [True, False, True]})
+    examples = pd.DataFrame({"shard": ["01", "00"], "row": [0, 1]})
+    assert lesion_sources(examples, frames) == ["truth", "unet"]
+    assert lesion_sources(examples, None) == ["truth", "truth"]
 
 
 @pytest.mark.parametrize("name", ["resnet18", "swin_t", "vit_b_16"])
@@ -97,10 +114,11 @@ def test_trained_demo_classifier_looks_at_the_lesion(tmp_path):
     print(f"CAM energy inside the lesion {scores['energy_inside'].mean():.3f}, chance {scores['lesion_share'].mean():.3f}, "
           f"ratio {ratio:.2f}, pointing hits {scores['pointing_hit'].mean():.2f}")
     assert ratio > 2.0 and scores["pointing_hit"].mean() > 2 * scores["lesion_share"].mean()
-    examples = pd.DataFrame({"label": [labels[k] for k in y[test][:4]], "predicted": [labels[k] for k in y[test][:4]],
+    examples = pd.DataFrame({"patient_id": sheet["patient_id"][test][:4].tolist(), "item_id": sheet["item_id"][test][:4].tolist(),
+                             "label": [labels[k] for k in y[test][:4]], "predicted": [labels[k] for k in y[test][:4]],
                              "confidence": 0.9, "kind": "correct"})
     path = tmp_path / "overlays.png"
-    overlay_figure(path, frames[test][:4], cams[:4], masks[test][:4], examples, labels, "test")
+    cam_overlay_figure(path, frames[test][:4], cams[:4], masks[test][:4], None, examples, labels, "test")
     import cv2
 
     image = cv2.imread(str(path))

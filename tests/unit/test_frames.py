@@ -9,7 +9,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage, generate_uid
 
 from sonoflow.frames import (FRAME_COLUMNS, IngestSettings, crop_resize, detect_scan_area, frame_selector,
-                             ingest_item, ingest_shard, read_item_frames)
+                             ingest_item, ingest_shard, preview_folder, read_item_frames)
 from sonoflow.media import MediaError
 
 SPECKLE_MAX = 200  # scan content stays at or below this; burned-in UI is drawn at 255
@@ -321,14 +321,22 @@ def test_ingest_shard_outputs(tmp_path):
     assert video["crop_x0"] > 20 and video["crop_x1"] < WIDTH - 20
     on_disk = pd.read_csv(out / "frames.csv", keep_default_na=False)
     assert on_disk["item_id"].tolist() == table["item_id"].tolist()
-    previews = sorted(p.name for p in (out / "previews").iterdir())
-    assert previews == ["d1_0.png", "d1_1.png", "i1_0.png", "v1_0.png", "v1_1.png"]
-    assert cv2.imread(str(out / "previews" / "i1_0.png")).shape == (64, 128, 3)  # frame | outlined mask
+    # Previews by class and patient (what the report groups them by).
+    labels = dict(zip(rows["item_id"], rows["label"]))
+    previews = sorted(str(p.relative_to(out / "previews")) for p in (out / "previews").rglob("*.png"))
+    assert previews == sorted([f"{labels['d1']}/p3/d1_0.png", f"{labels['d1']}/p3/d1_1.png", f"{labels['i1']}/p1/i1_0.png",
+                               f"{labels['v1']}/p2/v1_0.png", f"{labels['v1']}/p2/v1_1.png"])
+    assert cv2.imread(str(out / "previews" / labels["i1"] / "p1" / "i1_0.png")).shape == (64, 128, 3)  # frame | outlined mask
     assert no_temp_files(out)
 
     # A rerun replaces the previews instead of piling up stale ones.
     ingest_shard(rows, IngestSettings(size=64, max_frames=4, previews=1), out)
-    assert sorted(p.name for p in (out / "previews").iterdir()) == ["d1_0.png", "i1_0.png", "v1_0.png"]
+    assert sorted(p.name for p in (out / "previews").rglob("*.png")) == ["d1_0.png", "i1_0.png", "v1_0.png"]
+
+
+def test_preview_folder_by_class_and_patient():
+    assert preview_folder("cyst", "P 01/a") == "cyst/P_01_a"
+    assert preview_folder("", "p1") == "unlabelled/p1"
 
 
 @pytest.mark.parametrize("rows", [pd.DataFrame(), sheet()[0:0].assign(item_id=[], path=[])])

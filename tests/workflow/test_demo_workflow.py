@@ -16,9 +16,11 @@ FOLDS = TINY_CONFIG["split"]["folds"]
 TINY_CONFIG_LABELS = ["cyst", "hyperechoic_mass", "hypoechoic_mass", "normal"]  # config.yaml's labels
 INPUTS = TINY_CONFIG["train"]["inputs"]
 # Jobs that rerun whenever anything the whole data set feeds changes: U-Net, ROIs, classifiers.
-SEGMENTATION_JOBS = {"train_segmenter": 1, "segment": SHARDS, "segment_metrics": 1}
-TRAINING_JOBS = {"train": FOLDS * len(INPUTS), "evaluate": len(INPUTS), "compare": 1, "cam": FOLDS * len(INPUTS),
-                 "cam_report": len(INPUTS), "manifest": 1, "all": 1}
+# The tables' HTML pages for the report rerun with their tables, the landing page with any run.
+SEGMENTATION_JOBS = {"train_segmenter": 1, "segment": SHARDS, "segment_metrics": 1, "segment_page": 1}
+TRAINING_JOBS = {"train": FOLDS * len(INPUTS), "evaluate": len(INPUTS), "evaluate_pages": len(INPUTS), "compare": 1,
+                 "compare_pages": 1, "cam": FOLDS * len(INPUTS), "cam_report": len(INPUTS), "cam_page": len(INPUTS),
+                 "landing": 1, "manifest": 1, "all": 1}
 
 
 def test_lint_is_clean():
@@ -48,7 +50,7 @@ def test_demo_produces_frames_masks_and_denoised_arrays(demo_run):
         assert lesion_rows.size and all(masks[row].sum() > 0 for row in lesion_rows)
         assert np.abs(denoised.astype(int) - frames).mean() < 20
         assert np.abs(np.diff(denoised.astype(int), axis=2)).mean() < np.abs(np.diff(frames.astype(int), axis=2)).mean()
-    previews = list((demo_run / "results/ingest").glob("shard_*/previews/*.png"))
+    previews = list((demo_run / "results/ingest").glob("shard_*/previews/*/*/*.png"))
     assert len(previews) >= len(sheet)
 
 
@@ -118,8 +120,15 @@ def test_report_holds_every_figure_and_table_and_the_manifest_describes_the_run(
                 "folds.csv", "headline.csv", "roc.png", "pr.png", "confusion.png", "calibration.png", "training.png",
                 "compare.csv", "conflicts.csv", "conflicts.png", "shortcuts.csv", "summary.html", "marks_per_class.csv",
                 "marks.png"]
+    # Every table also as a page shown inline, and the landing page.
+    expected += ["frames.html", "split_report.html", "pairs.html", "summary.html", "folds.html", "headline.html",
+                 "leakage.html", "models.html", "compare.html", "quality.html", "landing.html"]
     missing = [name for name in expected if name not in html]
     assert not missing, missing
+    # The landing page is on the report's first page: the headline of every run, the warnings.
+    assert "headline of every run" in html and "warnings of the run" in html
+    landing = (demo_run / "results/landing.html").read_text()
+    assert all(f"efficientnet_lite0/{mode}" in landing for mode in INPUTS) and "built-in synthetic demo" in landing
 
 
 def test_segmenter_never_sees_test_masks_and_writes_rois_for_every_frame(demo_run):
@@ -181,10 +190,10 @@ def test_added_item_reruns_one_shard_only(demo_run, tmp_path):
     shutil.copytree(demo_run, workdir, symlinks=True)
     sheet_path = workdir / "results/demo/samples_plus.csv"
     sheet = pd.read_csv(workdir / "results/demo/samples.csv", keep_default_na=False)
-    # Switching from the demo to a user sheet with the same rows reruns no stage; only the
-    # manifest, which records the changed config.
+    # Switching from the demo to a user sheet with the same rows reruns no stage;
     sheet.to_csv(sheet_path, index=False)
-    assert planned_jobs(workdir, config={"samples": str(sheet_path)}) == {"manifest": 1, "all": 1}
+    # only the manifest, which records the changed config, and the landing page, which names the data.
+    assert planned_jobs(workdir, config={"samples": str(sheet_path)}) == {"landing": 1, "manifest": 1, "all": 1}
 
     source = sheet[sheet["mask"] != ""].iloc[0]
     new_image = workdir / "results/demo/extra/NEW001_img1.png"
@@ -196,7 +205,8 @@ def test_added_item_reruns_one_shard_only(demo_run, tmp_path):
     jobs = planned_jobs(workdir, config={"samples": str(sheet_path)})
     # One shard's ingest, denoise and embedding; everything that depends on the whole data set reruns.
     assert jobs == {"ingest": 1, "denoise": 1, "dedup_embed": 1, "frames_table": 1, "dedup": 1, "split": 1,
-                    "dedup_crossing": 1, "audit": 1, "shortcuts": 1, "audit_summary": 1, **SEGMENTATION_JOBS,
+                    "dedup_crossing": 1, "audit": 1, "shortcuts": 1, "audit_summary": 1, "ingest_page": 1,
+                    "dedup_page": 1, "split_page": 1, **SEGMENTATION_JOBS,
                     **TRAINING_JOBS}, jobs
 
 

@@ -29,6 +29,8 @@ rule cam_report:
         quality=expand("results/cam/{{model}}/{{input}}/fold_{fold}/quality.csv", fold=FOLDS),
         ensemble_test="results/evaluate/{model}/{input}/predictions_test.csv",
         ensemble_cv="results/evaluate/{model}/{input}/predictions_cv.csv",
+        # Which lesion outlines are ground truth (has_mask) and which the U-Net's.
+        frames="results/frames.csv",
     output:
         summary=report(
             "results/cam/{model}/{input}/quality.csv",

@@ -45,10 +45,20 @@ _weights_problems = weights_problems(config)
 if _weights_problems:
     raise WorkflowError("pretrained weights missing (nothing was run):\n  " + "\n  ".join(_weights_problems))
 
+# Every warning about the run as a whole, logged and kept for the report's landing page.
+RUN_WARNINGS = []
+
+
+def warn(message):
+    if message not in RUN_WARNINGS:
+        RUN_WARNINGS.append(message)
+        logger.warning(message)
+
+
 if run_notes(config):
     logger.info(run_notes(config))
 for warning in run_warnings(config):
-    logger.warning(warning)
+    warn(warning)
 
 DEMO_SHEET = "results/demo/samples.csv"
 # Absolute: the sheet is validated inside input functions, after parsing has moved on.
@@ -192,8 +202,7 @@ def segmentation_runs():
         has_masks = sheet_has_masks()
         _validated["segmentation_runs"] = bool(config["segment"]["enabled"] and has_masks)
         if config["segment"]["enabled"] and not has_masks:
-            logger.warning("segmentation skipped: no item of the sample sheet has a lesion mask; "
-                           "classifiers use full frames")
+            warn("segmentation skipped: no item of the sample sheet has a lesion mask; classifiers use full frames")
     return _validated["segmentation_runs"]
 
 
@@ -265,8 +274,8 @@ def explained_runs():
     explained = runs(single_view) if single_view else []
     if len(explained) < len(runs()) and "cam_skip_logged" not in _validated:
         _validated["cam_skip_logged"] = True
-        logger.warning("Grad-CAM skips runs with input 'both': its two channels (frame, ROI) differ in "
-                       "geometry, so a heatmap cannot be drawn over either")
+        warn("Grad-CAM skips runs with input 'both': its two channels (frame, ROI) differ in "
+             "geometry, so a heatmap cannot be drawn over either")
     return explained
 
 
@@ -317,11 +326,54 @@ def final_targets(wildcards):
         targets += expand("results/evaluate/{run}/readers_vs_model.csv", run=runs())
     if config["audit"]["enabled"]:
         targets += ["results/audit/summary.csv"]
+    # The tables as HTML pages and the landing page, for snakemake --report (report.smk).
+    targets += report_pages(wildcards)
     return targets
 
 
 def all_targets(wildcards):
     return final_targets(wildcards) + ["results/manifest.json"]
+
+
+# --- report: the tables' HTML pages and the landing page (rules in report.smk) ---------------------
+
+
+def landing_inputs(wildcards):
+    """What the landing page reads: every run's headline and operating point, the near-duplicate
+    tables when the check runs, and the audit summary (the plan comes as the rule's params)."""
+    inputs = {
+        "headlines": expand("results/evaluate/{run}/headline.csv", run=runs()),
+        "thresholds": expand("results/evaluate/{run}/thresholds.json", run=runs()),
+    }
+    if config["dedup"]["enabled"]:
+        inputs["pairs"] = "results/dedup/pairs.csv"
+        inputs["crossing"] = "results/dedup/crossing.csv"
+    if config["audit"]["enabled"]:
+        inputs["audit"] = "results/audit/summary.csv"
+    return inputs
+
+
+def landing_warnings(wildcards):
+    """The warnings snakemake itself logged while building this run's DAG (presets, skipped stages)."""
+    segmentation_runs(), explained_runs()  # make sure their warnings, if any, have been recorded
+    return list(RUN_WARNINGS)
+
+
+def report_pages(wildcards):
+    """Every HTML page of tables (rules in report.smk), for final_targets."""
+    pages = ["results/frames.html", "results/split_report.html", "results/landing.html",
+             *expand("results/evaluate/{run}/{page}.html", run=runs(), page=["headline", "folds", "leakage"])]
+    if config["dedup"]["enabled"]:
+        pages.append("results/dedup/pairs.html")
+    if segmentation_runs():
+        pages += expand("results/segment/{segmenter}/summary.html", segmenter=segmenters())
+    if len(runs()) > 1:
+        pages += ["results/evaluate/models.html", "results/evaluate/compare.html"]
+    if config["cam"]["enabled"]:
+        pages += expand("results/cam/{run}/quality.html", run=explained_runs())
+    if config["evaluate"]["readers"]:
+        pages += expand("results/evaluate/{run}/{page}.html", run=runs(), page=["readers", "readers_vs_model"])
+    return pages
 
 
 # --- predict: the trained run applied to new cases ------------------------------------------------

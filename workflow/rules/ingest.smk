@@ -7,10 +7,13 @@ rule ingest:
         table="results/ingest/shard_{shard}/frames.csv",
         previews=report(
             directory("results/ingest/shard_{shard}/previews"),
-            patterns=["{name}.png"],
+            # previews/<label>/<patient>/<item>_<k>.png (sonoflow.frames.preview_folder): shown by
+            # class, then patient, not by hash shard.
+            patterns=["{label}/{patient}/{name}.png"],
             caption="../report/ingest_previews.rst",
             category="1. Ingest",
-            subcategory="shard {shard}",
+            subcategory="previews: {label}",
+            labels={"patient": "{patient}", "preview": "{name}"},
         ),
     params:
         rows=shard_records,

@@ -1,0 +1,12 @@
+"""Rule landing: the report's first page (headline of every run, warnings, near-duplicates)."""
+
+from sonoflow.logs import log_to
+from sonoflow.report import write_landing
+
+with log_to(snakemake.log[0]):
+    write_landing(snakemake.output.landing, snakemake.params.runs, snakemake.input.headlines, snakemake.input.thresholds,
+                  source=snakemake.params.source, demo=snakemake.params.demo, warnings=snakemake.params.warnings,
+                  log_folder=snakemake.params.log_folder, skip_logs=[snakemake.log[0]],
+                  pairs=snakemake.input.get("pairs"), crossing=snakemake.input.get("crossing"),
+                  dedup_policy=snakemake.params.dedup_policy, audit=snakemake.input.get("audit"),
+                  plan=snakemake.params.plan)
