@@ -134,13 +134,14 @@ def _fit_predict(model: str, x_train, y_train, x_test, n_classes: int, seed: int
 def probe_auc(features: pd.DataFrame, target: np.ndarray, patients: np.ndarray, n_classes: int, folds: int,
               n_boot: int, seed: int) -> tuple[float, float, float, np.ndarray]:
     """Cross-validated probe AUC with a 95% percentile CI from a bootstrap over patients."""
-    from sonoflow.metrics import patient_bootstrap
+    from sonoflow.metrics import bootstrap_counts
 
     scores = out_of_fold(features, target, patients, folds, seed)
     auc = _auc(target, scores, n_classes)
-    table = pd.DataFrame({"patient_id": patients})
-    samples = np.array([s["auc"] for s in patient_bootstrap(
-        table, lambda w: {"auc": _auc(target, scores, n_classes, w)}, n_boot, seed)], float)
+    # Each resample draws patients with replacement; a drawn patient's frames enter as often.
+    codes, unique = pd.factorize(pd.Series(patients))
+    samples = np.array([_auc(target, scores, n_classes, drawn[codes].astype(float))
+                        for drawn in bootstrap_counts(len(unique), n_boot, seed)], float)
     samples = samples[np.isfinite(samples)]
     low, high = np.quantile(samples, [0.025, 0.975]) if len(samples) >= 0.5 * n_boot else (np.nan, np.nan)
     return auc, float(low), float(high), scores

@@ -78,9 +78,8 @@ def test_headline_page_shows_every_estimate_with_ci_n_and_the_operating_point(ev
     assert format_estimate(row["value"], row["ci_low"], row["ci_high"]) in page
     assert "patient level (20 patients)" in page and "image level (20 patients, 60 frames)" in page
     assert f"P(malignant) ≥ {format_number(result.thresholds['patient'])}" in page
-    # Every cell says which interval it carries: the rarer method (DeLong, patient-level AUCs) is marked.
-    assert "† DeLong" in page and "unmarked: patient bootstrap" in page
-    assert f"{format_estimate(row['value'], row['ci_low'], row['ci_high'])} †" in page
+    # One interval method for the whole table (evaluate's patient bootstrap): named once, no cell marked.
+    assert "unmarked: patient bootstrap" in page and "†" not in page
     folds = outputs["folds"].read_text()
     assert "image level" in folds and "mean" in folds and not LONG_DECIMALS.search(folds)
     assert "crossing" in outputs["leakage"].read_text()
