@@ -29,7 +29,10 @@ TINY_CONFIG = {
                "dedup_threshold": 2.0, "crop": True, "previews": 1},
     "split": {"seed": 41, "test_fraction": 0.25, "folds": 2},
     # One U-Net for both inputs (per_fold auto would train one per fold for the roi run: a dry-run test covers that).
-    "segment": {"input_size": 64, "epochs": 2, "steps_per_epoch": 2, "batch_size": 8, "threads": 1, "per_fold": False},
+    "segment": {"input_size": 64, "epochs": 2, "steps_per_epoch": 2, "batch_size": 8, "threads": 1, "per_fold": False,
+                # the demo's planned U-Net, pinned: a user sheet of the same rows then plans nothing else
+                "encoder": "resnet18", "weights": None, "decoder_channels": [128, 64, 32, 16, 8], "patience": 4,
+                "min_delta": 0.01},
     # full and roi: both CAM geometries; both (stacked channels) is covered by a dry run and unit tests.
     "train": {"models": ["efficientnet_lite0"], "inputs": ["full", "roi"], "epochs": 2, "input_size": 64,
               "batch_size": 16, "threads": 1},

@@ -46,7 +46,7 @@ def test_killed_run_recovers_with_the_readme_steps_and_equals_a_clean_run(tmp_pa
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     deadline, temp = time.time() + 600, []
     while time.time() < deadline and proc.poll() is None:
-        temp = [p for p in crashed.glob("results/ingest/shard_*/.previews.*") if any(p.glob("*.png"))]
+        temp = [p for p in crashed.glob("results/ingest/shard_*/.previews.*") if any(p.rglob("*.png"))]
         if temp:
             break
         time.sleep(0.01)
