@@ -19,7 +19,7 @@ import pandas as pd  # noqa: E402
 from sklearn.metrics import auc, confusion_matrix, precision_recall_curve, roc_curve  # noqa: E402
 
 from sonoflow.io import atomic_path  # noqa: E402
-from sonoflow.metrics import Question, expected_calibration_error  # noqa: E402
+from sonoflow.metrics import Question, expected_calibration_error, reliability  # noqa: E402
 
 GRID = np.linspace(0, 1, 101)
 
@@ -166,13 +166,8 @@ def calibration_figure(path, tables: Mapping[str, pd.DataFrame], question: Quest
     errors = {}
     edges = np.linspace(0, 1, bins + 1)
     for axis, (name, table) in zip(axes[0], tables.items()):
-        if question.binary:
-            confidence, outcome = question.score(table), question.target(table).astype(float)
-            xlabel, ylabel = "predicted probability of positive", "observed share positive"
-        else:
-            probs = question.score(table)
-            confidence, outcome = probs.max(1), (probs.argmax(1) == question.target(table)).astype(float)
-            xlabel, ylabel = "confidence of the predicted class", "accuracy"
+        confidence, outcome = reliability(table, question)
+        xlabel, ylabel = _reliability_axes(question)
         errors[name] = expected_calibration_error(outcome, confidence, bins)
         which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
         centres = [(confidence[which == b].mean(), outcome[which == b].mean(), (which == b).sum())
@@ -183,6 +178,49 @@ def calibration_figure(path, tables: Mapping[str, pd.DataFrame], question: Quest
         for xi, yi, ni in zip(x, y, n):
             axis.annotate(str(ni), (xi, yi), fontsize=6, textcoords="offset points", xytext=(3, -8))
         axis.set(xlim=(0, 1), ylim=(0, 1.02), xlabel=xlabel, ylabel=ylabel, title=f"{name}: ECE {errors[name]:.3f}")
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    save_figure(figure, path)
+    return errors
+
+
+def _reliability_axes(question: Question) -> tuple[str, str]:
+    if question.binary:
+        return "predicted probability of positive", "observed share positive"
+    return "confidence of the predicted class", "accuracy"
+
+
+def _reliability_curve(confidence: np.ndarray, outcome: np.ndarray, bins: int) -> tuple[np.ndarray, ...]:
+    """Per non-empty equal-width bin: mean confidence, mean outcome, count."""
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    centres = [(confidence[which == b].mean(), outcome[which == b].mean(), (which == b).sum())
+               for b in range(bins) if (which == b).any()]
+    return tuple(map(np.array, zip(*centres)))
+
+
+def calibration_before_after_figure(path, before: Mapping[str, pd.DataFrame], after: Mapping[str, pd.DataFrame],
+                                    question: Question, bins: int, title: str, temperature: float) -> dict:
+    """Reliability diagrams before (grey) and after (blue) temperature scaling, one panel per
+    table (e.g. per level), the ECE of each in the legend; returns {name: {before, after}}."""
+    figure, axes = plt.subplots(1, len(after), figsize=(4.2 * len(after), 4), squeeze=False)
+    errors = {}
+    for axis, name in zip(axes[0], after):
+        errors[name] = {}
+        for which, tables, style in (("before", before, dict(color="grey", ls="--", marker="s")),
+                                     ("after", after, dict(color="tab:blue", marker="o"))):
+            confidence, outcome = reliability(tables[name], question)
+            errors[name][which] = expected_calibration_error(outcome, confidence, bins)
+            x, y, n = _reliability_curve(confidence, outcome, bins)
+            label = "uncalibrated" if which == "before" else f"temperature {temperature:.2f}"
+            axis.plot(x, y, label=f"{label}: ECE {errors[name][which]:.3f}", **style)
+            if which == "after":
+                for xi, yi, ni in zip(x, y, n):
+                    axis.annotate(str(ni), (xi, yi), fontsize=6, textcoords="offset points", xytext=(3, -8))
+        xlabel, ylabel = _reliability_axes(question)
+        axis.plot([0, 1], [0, 1], color="grey", ls=":", lw=0.8)
+        axis.set(xlim=(0, 1), ylim=(0, 1.02), xlabel=xlabel, ylabel=ylabel, title=name)
+        axis.legend(fontsize=7, loc="upper left")
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     save_figure(figure, path)
@@ -214,7 +252,7 @@ def run_figures(paths: Mapping[str, str | os.PathLike], evaluation, val_tables: 
 
     Curves per fold and of the test ensemble at image level; confusion matrices and calibration
     of the headline part (test when there is one, else the pooled validation folds) at both
-    levels. Returns the ECE per level.
+    levels (calibration: before and after temperature scaling). Returns the ECE per level, before and after.
     """
     from sonoflow.evaluate import at_level, base_question
 
@@ -222,13 +260,20 @@ def run_figures(paths: Mapping[str, str | os.PathLike], evaluation, val_tables: 
     by_level = {level: Question(question.labels, question.positive, threshold)
                 for level, threshold in evaluation.thresholds.items()}
     part = "test" if "test" in evaluation.parts else "cv"
-    headline = {level: at_level(evaluation.parts[part], labels, level) for level in by_level}
+
+    def pooled(table):
+        return {level: at_level(table, labels, level, settings.pooling[0], settings.topk) for level in by_level}
+
+    headline = pooled(evaluation.parts[part])
     ensemble = evaluation.parts.get("test")
     curve_figure(paths["roc"], "roc", val_tables, ensemble, by_level["image"], f"{title}: ROC (image level)")
     curve_figure(paths["pr"], "pr", val_tables, ensemble, by_level["image"], f"{title}: precision-recall (image level)")
     confusion_figure(paths["confusion"], {f"{level} level": (table, by_level[level]) for level, table in headline.items()},
                      f"{title}: confusion on {part}")
-    errors = calibration_figure(paths["calibration"], {f"{level} level": table for level, table in headline.items()},
-                                question, settings.calibration_bins, f"{title}: calibration on {part}")
+    before = pooled(evaluation.uncalibrated.get(part, evaluation.parts[part]))
+    errors = calibration_before_after_figure(
+        paths["calibration"], {f"{level} level": table for level, table in before.items()},
+        {f"{level} level": table for level, table in headline.items()}, question, settings.calibration_bins,
+        f"{title}: calibration on {part}", evaluation.temperature)
     training_figure(paths["training"], histories, f"{title}: training")
     return errors

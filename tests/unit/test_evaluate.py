@@ -78,7 +78,8 @@ def test_no_test_set_scores_the_pooled_validation_folds_and_draws_every_figure(t
     history = pd.DataFrame({"epoch": [1, 2], "train_loss": [1, 0.5], "val_loss": [0.9, 0.7], "val_auc": [0.6, 0.8],
                             "best": [False, True]})
     errors = run_figures(paths, result, val, [history] * 3, LABELS, multi, "test run")
-    assert set(errors) == {"image level", "patient level"} and all(0 <= e <= 1 for e in errors.values())
+    assert set(errors) == {"image level", "patient level"}
+    assert all(set(e) == {"before", "after"} and 0 <= e["before"] <= 1 and 0 <= e["after"] <= 1 for e in errors.values())
     assert all(path.stat().st_size > 5000 for path in paths.values())
 
 
