@@ -201,3 +201,15 @@ def test_new_cases_need_no_label_but_a_given_one_is_still_checked(data):
         check(folder, [["P1", "a", "a.png", "benign", "", ""], ["P1", "b", "b.jpg", "", "", ""]], require_labels=False)
     with pytest.raises(SheetError, match="line 2.*empty label"):  # training sheets still need every label
         check(folder, unlabelled)
+
+
+def test_a_patient_with_items_of_several_labels_passes_when_items_are_scored(data):
+    folder, rows = data
+    rows[1][3] = "malignant"  # P1: a benign image and a malignant one
+    with pytest.raises(SheetError, match="patient 'P1' has several labels.*evaluate.unit item or auto"):
+        check(folder, rows)
+    table = check(folder, rows, several_labels_per_patient=True)
+    assert table.groupby("patient_id")["label"].nunique()["P1"] == 2
+    rows[1][3] = "cancer"  # the other checks still run
+    with pytest.raises(SheetError, match="unknown label 'cancer'"):
+        check(folder, rows, several_labels_per_patient=True)
