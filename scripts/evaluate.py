@@ -3,6 +3,7 @@ thresholds and figures."""
 
 import pandas as pd
 
+from sonoflow.calibrate import at_bound
 from sonoflow.evaluate import EvaluateSettings, decision_record, evaluate_run, for_people
 from sonoflow.figures import run_figures
 from sonoflow.io import save_csv, save_json
@@ -18,6 +19,10 @@ with log_to(snakemake.log[0]) as log:
     log.info("scored unit: %s", why)
     evaluation = evaluate_run(val_tables, test_tables, labels, settings, unit)
     log.info("temperature %.4f (%s, fitted on the pooled validation folds)", evaluation.temperature, settings.calibration)
+    if at_bound(evaluation.temperature):
+        log.warning("the temperature %.4f is at the edge of its search range: the validation predictions are (nearly) "
+                    "separable, too few errors to calibrate on; treat the calibrated probabilities with caution",
+                    evaluation.temperature)
     title = f"{snakemake.wildcards.model}, {snakemake.wildcards.input} input"
     errors = run_figures(snakemake.output, evaluation, val_tables, [pd.read_csv(p) for p in snakemake.input.histories],
                          labels, settings, title)

@@ -55,6 +55,13 @@ def fit_temperature(validation: pd.DataFrame, labels: Sequence[str]) -> float:
     return float(np.exp(result.x))
 
 
+def at_bound(temperature: float) -> bool:
+    """A fitted temperature at (near) the edge of the search: the validation predictions are (nearly)
+    separable, so the NLL keeps falling as T -> 0; calibration on so few errors is unreliable."""
+    # Within a factor e of the edge: where the NLL flattens out, the search stops short of it.
+    return bool(np.isclose(np.log(temperature), LOG_T_BOUNDS, atol=1.0).any())
+
+
 def calibrate_table(table: pd.DataFrame, labels: Sequence[str], temperature: float) -> pd.DataFrame:
     """A prediction table with its probabilities replaced by softmax(log p / T) (and ``predicted``
     recomputed, though a temperature never changes the argmax). T = 1 returns it unchanged."""

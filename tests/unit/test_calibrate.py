@@ -103,3 +103,13 @@ def test_predict_applies_the_runs_temperature_like_evaluation():
     assert np.allclose(prediction.patients[[f"prob_{k}" for k in LABELS]], evaluated[[f"prob_{k}" for k in LABELS]])
     assert headline.loc[("test", "patient", "accuracy", ""), "value"] == pytest.approx(
         (prediction.patients["predicted"] == prediction.patients["label"]).mean())
+
+
+def test_separable_validation_drives_the_temperature_to_its_bound_and_says_so():
+    from sonoflow.calibrate import at_bound
+
+    table = overconfident(n=200, temperature=1.0)
+    probs = np.eye(3)[table["label"].map(LABELS.index)] * 0.6 + 0.4 / 3  # every frame right, none sure
+    table[[f"prob_{k}" for k in LABELS]] = probs
+    temperature = fit_temperature(table, LABELS)
+    assert temperature < 0.05 and at_bound(temperature) and not at_bound(1.0)
