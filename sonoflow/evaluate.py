@@ -4,9 +4,11 @@ comparisons between runs, and human readers.
 Two parts are scored when present: ``test``, the held-out patients, predicted by the fold
 ensemble (mean of the folds' probabilities); and ``cv``, the pooled out-of-fold predictions of
 the validation folds (every non-test patient predicted by the one model that never saw it).
-Both at two levels: ``image`` (every frame) and ``patient`` (frame probabilities averaged per
-patient). A binary question's threshold is chosen on the validation folds by Youden's index at
-each level and applied unchanged to the test patients.
+Both at two levels: ``image`` (every frame) and ``patient`` (frame probabilities pooled per
+patient: mean or top-k), or ``item`` where patients carry items of several labels (the split
+stays grouped by patient). A binary question's threshold is chosen on the validation folds by
+Youden's index at each level and applied unchanged to the test patients. Probabilities are first
+calibrated by temperature scaling fitted on the validation folds (sonoflow.calibrate).
 """
 
 from __future__ import annotations
@@ -379,11 +381,11 @@ def evaluate_readers(readers: pd.DataFrame, model: pd.DataFrame, labels: Sequenc
     same cases: McNemar on the calls, DeLong on AUC (a reader's score, or the call itself).
 
     ``model`` holds frame predictions of the same cases (e.g. the test fold ensemble); they are
-    averaged per item or patient, whichever key the reader table uses.
+    pooled (the run's first pooling method) per item or patient, whichever key the reader table uses.
     """
     key = "item_id" if "item_id" in readers.columns else "patient_id"
     question = Question(tuple(labels), tuple(settings.positive), threshold)
-    model_cases = aggregate(model, labels, key).set_index(key)
+    model_cases = aggregate(model, labels, key, settings.pooling[0], settings.topk).set_index(key)
     unknown_labels = sorted(set(readers["label"]) - set(labels))
     if unknown_labels:
         raise ValueError(f"reader calls {unknown_labels} are not among the labels {list(labels)}")
