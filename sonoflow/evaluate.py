@@ -153,15 +153,17 @@ def fold_table(val_tables: Sequence[pd.DataFrame], labels: Sequence[str], questi
 def calibration_table(before: Mapping[str, pd.DataFrame], after: Mapping[str, pd.DataFrame], labels: Sequence[str],
                       settings: EvaluateSettings, unit: str, temperature: float) -> pd.DataFrame:
     """ECE (the reliability diagram's, see sonoflow.metrics.reliability) and the frames' NLL
-    before and after temperature scaling, per part and level."""
+    before and after temperature scaling, per part and level. On ``cv`` the temperature was fitted
+    on these very predictions (``fitted_on_this_part``), so only ``test`` measures it out of sample."""
     question = base_question(labels, settings)
     rows = []
     for part in after:
         for level in levels_of(unit):
             pooled = {name: at_level(tables[part], labels, level, settings.pooling[0], settings.topk)
                       for name, tables in (("before", before), ("after", after))}
+            # cv is the part the temperature was fitted on: its "after" is in-sample (one parameter).
             row = {"part": part, "level": level, "cases": len(pooled["after"]), "temperature": temperature,
-                   "calibration": settings.calibration}
+                   "calibration": settings.calibration, "fitted_on_this_part": part == "cv"}
             for name, table in pooled.items():
                 row[f"ece_{name}"] = expected_calibration_error(*reliability(table, question)[::-1],
                                                                 settings.calibration_bins)

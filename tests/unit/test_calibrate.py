@@ -86,6 +86,7 @@ def test_test_ensemble_is_calibrated_ece_drops_and_none_switches_it_off():
     assert set(table.index) == {(p, l) for p in ("cv", "test") for l in ("image", "patient")}
     assert table.loc[("test", "image"), "ece_after"] < table.loc[("test", "image"), "ece_before"]
     assert table.loc[("cv", "image"), "nll_after"] < table.loc[("cv", "image"), "nll_before"]
+    assert table.loc[("cv", "image"), "fitted_on_this_part"] and not table.loc[("test", "image"), "fitted_on_this_part"]
     off = evaluate_run(val, test, LABELS, EvaluateSettings(n_boot=100, calibration="none"))
     assert off.temperature == 1.0 and np.allclose(off.parts["test"]["prob_benign"],
                                                   fold_ensemble(test, LABELS)["prob_benign"])
