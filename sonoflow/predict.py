@@ -217,6 +217,10 @@ def report_html(batch: str, sheet: str, runs: Mapping[str, Mapping[str, str | os
             parts.append(f"<p>Calibration: {html.escape(paths['decision']['calibration'])}, temperature "
                          f"{paths['decision']['temperature']:.3f}; pooling over frames: "
                          f"{html.escape(paths['decision']['pooling'])}.</p>")
+            if paths["decision"]["unit"] == "item":
+                parts.append("<p>This run was validated per item (its patients carry items of several labels): the "
+                             "items' calls are the validated ones; a patient's row pools all its items, and a binary "
+                             "call there uses 0.5, not a threshold chosen on validation.</p>")
         seen = int((patients.get("seen_in_training", pd.Series(dtype=str)).astype(str) == "True").sum())
         if seen:
             parts.append(f"<p><b>{seen} of {len(patients)} patients were training or validation patients of this run"
