@@ -1,11 +1,8 @@
 """Rule compare: every trained run side by side (one table with 95% CIs and DeLong p against the
 best), paired DeLong and McNemar tests between every two runs, and their ROC curves together."""
 
-import json
-from pathlib import Path
-
 from sonoflow.evaluate import (EvaluateSettings, at_level, base_question, compare_runs, for_people, model_table,
-                               read_headline)
+                               read_decision, read_headline)
 from sonoflow.figures import comparison_figure, interval_figure
 from sonoflow.io import save_csv
 from sonoflow.logs import log_to
@@ -18,15 +15,18 @@ with log_to(snakemake.log[0]) as log:
     # The held-out test patients when there are any, else the pooled validation folds.
     part = "test" if all(len(table) for table in tests) else "cv"
     tables = dict(zip(names, tests if part == "test" else [read_predictions(p) for p in snakemake.input.predictions_cv]))
-    thresholds = [json.loads(Path(path).read_text())["thresholds"]["patient"] for path in snakemake.input.thresholds]
-    pairwise = compare_runs(tables, labels, settings, dict(zip(names, thresholds)))
+    decisions = [read_decision(path) for path in snakemake.input.thresholds]
+    unit = decisions[0]["unit"]  # patient, or item when patients carry several labels (the same for every run)
+    thresholds = [decision["thresholds"][unit] for decision in decisions]
+    pairwise = compare_runs(tables, labels, settings, dict(zip(names, thresholds)), level=unit)
     save_csv(snakemake.output.table, for_people(pairwise.assign(part=part)))
     models = model_table({name: read_headline(path) for name, path in zip(names, snakemake.input.headlines)},
                          pairwise, part)
     save_csv(snakemake.output.models, for_people(models))
     where = "test patients, fold ensembles" if part == "test" else "pooled out-of-fold predictions"
-    comparison_figure(snakemake.output.roc, {name: at_level(table, labels, "patient") for name, table in tables.items()},
-                      base_question(labels, settings), f"runs compared at patient level ({where})")
+    comparison_figure(snakemake.output.roc, {name: at_level(table, labels, unit, settings.pooling[0], settings.topk)
+                                             for name, table in tables.items()},
+                      base_question(labels, settings), f"runs compared at {unit} level ({where})")
     interval_figure(snakemake.output.intervals, models, f"AUC with 95% CI ({where})")
     log.info("%s part\n%s\n%s", part, for_people(models).to_string(index=False),
              for_people(pairwise).to_string(index=False))

@@ -8,7 +8,8 @@ import torch
 from sonoflow.dataset import INPUT_CHANNELS, classifier_store, combine_frame_tables
 from sonoflow.io import save_csv
 from sonoflow.logs import log_to
-from sonoflow.predict import mark_seen_patients, overlay_figure, patients_seen, predict_run, read_thresholds
+from sonoflow.evaluate import read_decision
+from sonoflow.predict import mark_seen_patients, overlay_figure, patients_seen, predict_run
 
 with log_to(snakemake.log[0]) as log:
     torch.set_num_threads(snakemake.threads)
@@ -17,10 +18,13 @@ with log_to(snakemake.log[0]) as log:
     # Fold k reads its own arrays (ROI crops of its own segmenter, when there is one per fold).
     stores = [classifier_store(mode, {name: [snakemake.input[name][fold]] for name in INPUT_CHANNELS[mode]})
               for fold in range(len(snakemake.input.checkpoints))]
-    thresholds, positive = read_thresholds(snakemake.input.thresholds)
+    decision = read_decision(snakemake.input.thresholds)  # the run's thresholds, temperature and pooling
     prediction, shown, images, cams, ensemble = predict_run(
-        frames, snakemake.input.checkpoints, stores, labels, thresholds, positive,
-        overlays=snakemake.params.overlays, cam_method=snakemake.params.cam_method, device=snakemake.params.device)
+        frames, snakemake.input.checkpoints, stores, labels, decision["thresholds"], decision["positive"],
+        overlays=snakemake.params.overlays, cam_method=snakemake.params.cam_method, device=snakemake.params.device,
+        temperature=decision["temperature"], pooling=decision["pooling"], k=decision["topk"])
+    log.info("probabilities calibrated with temperature %.4f (%s), pooled by %s", decision["temperature"],
+             decision["calibration"], decision["pooling"])
     seen = patients_seen(json.loads(Path(snakemake.input.splits).read_text()))
     run = f"{snakemake.wildcards.model}, {mode} input"
     overlay_figure(snakemake.output.overlays, images, cams, shown,

@@ -2,14 +2,16 @@
 
 from sonoflow.io import save_text
 from sonoflow.logs import log_to
-from sonoflow.predict import read_thresholds, report_html
+from sonoflow.evaluate import read_decision
+from sonoflow.predict import report_html
 
 with log_to(snakemake.log[0]) as log:
     names = snakemake.params.runs
-    runs = {name: {"items": items, "patients": patients, "overlays": overlays}
-            for name, items, patients, overlays in zip(names, snakemake.input.per_item, snakemake.input.per_patient,
-                                                       snakemake.input.overlays)}
-    _, positive = read_thresholds(snakemake.input.thresholds[0])
+    runs = {name: {"items": items, "patients": patients, "overlays": overlays, "decision": read_decision(decision)}
+            for name, items, patients, overlays, decision in zip(names, snakemake.input.per_item,
+                                                                 snakemake.input.per_patient, snakemake.input.overlays,
+                                                                 snakemake.input.thresholds)}
+    positive = next(iter(runs.values()))["decision"]["positive"] if runs else ()
     save_text(snakemake.output.report, report_html(snakemake.wildcards.batch, snakemake.params.sheet, runs,
                                                    snakemake.params.labels, positive))
     log.info("%d runs reported", len(runs))

@@ -14,7 +14,8 @@ with log_to(snakemake.log[0]) as log:
     model = test if len(test) else read_predictions(snakemake.input.predictions_cv)
     readers = read_readers(snakemake.input.readers)
     level = "image" if "item_id" in readers.columns else "patient"
-    threshold = json.loads(Path(snakemake.input.thresholds).read_text())["thresholds"][level]
+    # Per patient: the patient-level threshold (none when the run scored items: 0.5 is used).
+    threshold = json.loads(Path(snakemake.input.thresholds).read_text())["thresholds"].get(level)
     metrics, comparison = evaluate_readers(readers, model, snakemake.params.labels, settings, threshold)
     save_csv(snakemake.output.metrics, for_people(metrics))
     save_csv(snakemake.output.comparison, for_people(comparison))

@@ -4,26 +4,35 @@ comparisons between runs, and human readers.
 Two parts are scored when present: ``test``, the held-out patients, predicted by the fold
 ensemble (mean of the folds' probabilities); and ``cv``, the pooled out-of-fold predictions of
 the validation folds (every non-test patient predicted by the one model that never saw it).
-Both at two levels: ``image`` (every frame) and ``patient`` (frame probabilities averaged per
-patient). A binary question's threshold is chosen on the validation folds by Youden's index at
-each level and applied unchanged to the test patients.
+Both at two levels: ``image`` (every frame) and ``patient`` (frame probabilities pooled per
+patient: mean or top-k), or ``item`` where patients carry items of several labels (the split
+stays grouped by patient). A binary question's threshold is chosen on the validation folds by
+Youden's index at each level and applied unchanged to the test patients. Probabilities are first
+calibrated by temperature scaling fitted on the validation folds (sonoflow.calibrate).
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from sonoflow.metrics import (Question, aggregate, classification_metrics, delong_test, fold_ensemble, mcnemar_test,
-                              with_confidence, youden_threshold)
+from sonoflow.calibrate import calibrate_table, fit_temperature, log_probabilities, negative_log_likelihood
+from sonoflow.metrics import (POOLINGS, Question, aggregate, class_indices, classification_metrics, delong_test,
+                              expected_calibration_error, fold_ensemble, mcnemar_test, reliability, with_confidence,
+                              youden_threshold)
 from sonoflow.io import for_people  # noqa: F401  (re-exported: the tables evaluate writes)
-from sonoflow.split import PatientPartition
+from sonoflow.split import PatientPartition, resolve_unit
 
-LEVELS = ("image", "patient")
+IMAGE = "image"
+LEVELS = ("image", "patient")  # the levels of a run whose unit is the patient (the default)
+LEVEL_KEYS = {"patient": "patient_id", "item": "item_id"}
+CALIBRATIONS = ("temperature", "none")
 # The columns of the per-fold table: the overall figure of each metric (macro for multi-class).
 FOLD_METRICS = ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "precision", "f1", "youden")
 
@@ -35,19 +44,40 @@ class EvaluateSettings:
     level: float = 0.95
     seed: int = 0
     calibration_bins: int = 10
+    unit: str = "auto"  # auto | patient | item: what is labelled and scored beside the frames
+    pooling: tuple[str, ...] = ("mean",)  # frame -> unit pooling; the first is the headline's
+    topk: int = 3  # k of the top-k pooling
+    calibration: str = "temperature"  # temperature (fitted on the validation folds) | none
+
+    def __post_init__(self) -> None:
+        if not self.pooling or any(p not in POOLINGS for p in self.pooling):
+            raise ValueError(f"evaluate.pooling must list some of {', '.join(POOLINGS)}, got {list(self.pooling)}")
+        if self.calibration not in CALIBRATIONS:
+            raise ValueError(f"evaluate.calibration must be one of {', '.join(CALIBRATIONS)}, got {self.calibration!r}")
+        if self.topk < 1:
+            raise ValueError(f"evaluate.topk must be >= 1, got {self.topk}")
 
     @classmethod
     def from_config(cls, config: Mapping | None) -> "EvaluateSettings":
         config = dict(config or {})
         known = {f.name for f in fields(cls)}
         values = {key: value for key, value in config.items() if key in known and value is not None}
-        if "positive" in values:
-            values["positive"] = tuple([values["positive"]] if isinstance(values["positive"], str) else values["positive"])
+        for key in ("positive", "pooling"):
+            if key in values:
+                values[key] = tuple([values[key]] if isinstance(values[key], str) else values[key])
         return cls(**values)
 
 
-def at_level(table: pd.DataFrame, labels: Sequence[str], level: str) -> pd.DataFrame:
-    return table if level == "image" else aggregate(table, labels, "patient_id")
+def levels_of(unit: str) -> tuple[str, str]:
+    """The two levels a run is scored at: every frame, and its unit (patient or item)."""
+    if unit not in LEVEL_KEYS:
+        raise ValueError(f"a scored unit is patient or item, not {unit!r}")
+    return (IMAGE, unit)
+
+
+def at_level(table: pd.DataFrame, labels: Sequence[str], level: str, pooling: str = "mean", k: int = 3) -> pd.DataFrame:
+    """Frames as they are (``image``), or pooled per patient or item."""
+    return table if level == IMAGE else aggregate(table, labels, LEVEL_KEYS[level], pooling, k)
 
 
 def base_question(labels: Sequence[str], settings: EvaluateSettings) -> Question:
@@ -59,13 +89,16 @@ def base_question(labels: Sequence[str], settings: EvaluateSettings) -> Question
     return Question(tuple(labels), tuple(settings.positive))
 
 
-def questions_by_level(validation: pd.DataFrame, labels: Sequence[str], settings: EvaluateSettings) -> dict[str, Question]:
-    """The question per level, a binary one with its Youden threshold from the pooled validation folds."""
+def questions_by_level(validation: pd.DataFrame, labels: Sequence[str], settings: EvaluateSettings,
+                       unit: str = "patient", pooling: str | None = None) -> dict[str, Question]:
+    """The question per level, a binary one with its Youden threshold from the pooled validation
+    folds (pooled per unit with ``pooling``, by default the headline's)."""
     question = base_question(labels, settings)
+    pooling = pooling or settings.pooling[0]
     out = {}
-    for level in LEVELS:
+    for level in levels_of(unit):
         if question.binary:
-            table = at_level(validation, labels, level)
+            table = at_level(validation, labels, level, pooling, settings.topk)
             threshold = youden_threshold(question.target(table), question.score(table))
             out[level] = Question(question.labels, question.positive, threshold)
         else:
@@ -78,7 +111,12 @@ class RunEvaluation:
     folds: pd.DataFrame  # per fold and level: the overall metrics, then mean and sd rows
     headline: pd.DataFrame  # part, level, metric, class, value, 95% CI
     thresholds: dict  # level -> threshold (binary question) or None
-    parts: dict[str, pd.DataFrame] = field(default_factory=dict)  # part -> frame-level predictions
+    parts: dict[str, pd.DataFrame] = field(default_factory=dict)  # part -> frame-level predictions (calibrated)
+    uncalibrated: dict[str, pd.DataFrame] = field(default_factory=dict)  # the same before temperature scaling
+    unit: str = "patient"  # the level beside image: patient or item
+    temperature: float = 1.0
+    calibration: pd.DataFrame = field(default_factory=pd.DataFrame)  # ECE and NLL before and after, per part and level
+    pooling: pd.DataFrame = field(default_factory=pd.DataFrame)  # the pooling methods side by side at the unit level
 
 
 def check_disjoint(val_tables: Sequence[pd.DataFrame], test_tables: Sequence[pd.DataFrame]) -> None:
@@ -92,13 +130,14 @@ def check_disjoint(val_tables: Sequence[pd.DataFrame], test_tables: Sequence[pd.
         PatientPartition(train=(), val=sorted(set(table["patient_id"])), test=test)
 
 
-def fold_table(val_tables: Sequence[pd.DataFrame], labels: Sequence[str], questions: Mapping[str, Question]) -> pd.DataFrame:
+def fold_table(val_tables: Sequence[pd.DataFrame], labels: Sequence[str], questions: Mapping[str, Question],
+               pooling: str = "mean", k: int = 3) -> pd.DataFrame:
     """The ovarian study's layout: one row per validation fold, then mean and sd over folds."""
     rows = []
-    for level in LEVELS:
+    for level in questions:
         per_fold = []
         for fold, table in enumerate(val_tables):
-            values = classification_metrics(at_level(table, labels, level), questions[level])
+            values = classification_metrics(at_level(table, labels, level, pooling, k), questions[level])
             overall = "" if questions[level].binary else "macro"
             row = {"level": level, "fold": str(fold), "patients": table["patient_id"].nunique(), "frames": len(table)}
             for metric in FOLD_METRICS:
@@ -111,26 +150,121 @@ def fold_table(val_tables: Sequence[pd.DataFrame], labels: Sequence[str], questi
     return pd.DataFrame(rows).astype({"patients": "Int64", "frames": "Int64"})
 
 
+def calibration_table(before: Mapping[str, pd.DataFrame], after: Mapping[str, pd.DataFrame], labels: Sequence[str],
+                      settings: EvaluateSettings, unit: str, temperature: float) -> pd.DataFrame:
+    """ECE (the reliability diagram's, see sonoflow.metrics.reliability) and the frames' NLL
+    before and after temperature scaling, per part and level. On ``cv`` the temperature was fitted
+    on these very predictions (``fitted_on_this_part``), so only ``test`` measures it out of sample."""
+    question = base_question(labels, settings)
+    rows = []
+    for part in after:
+        for level in levels_of(unit):
+            pooled = {name: at_level(tables[part], labels, level, settings.pooling[0], settings.topk)
+                      for name, tables in (("before", before), ("after", after))}
+            # cv is the part the temperature was fitted on: its "after" is in-sample (one parameter).
+            row = {"part": part, "level": level, "cases": len(pooled["after"]), "temperature": temperature,
+                   "calibration": settings.calibration, "fitted_on_this_part": part == "cv"}
+            for name, table in pooled.items():
+                row[f"ece_{name}"] = expected_calibration_error(*reliability(table, question)[::-1],
+                                                                settings.calibration_bins)
+                if level == IMAGE:
+                    row[f"nll_{name}"] = negative_log_likelihood(log_probabilities(table, labels),
+                                                                 class_indices(table, labels), 1.0)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def pooling_table(parts: Mapping[str, pd.DataFrame], validation: pd.DataFrame, labels: Sequence[str],
+                  settings: EvaluateSettings, unit: str) -> pd.DataFrame:
+    """Every pooling method of ``settings.pooling`` side by side at the unit level, per part: AUC
+    and accuracy (macro for multi-class) with their patient-bootstrap CIs, and the paired DeLong
+    (per class, or the binary question's) and McNemar tests against the first method (the mean by
+    default). A binary question's threshold is chosen on the validation folds per method."""
+    question = base_question(labels, settings)
+    first = settings.pooling[0]
+    rows = []
+    for part, table in parts.items():
+        pooled = {method: at_level(table, labels, unit, method, settings.topk) for method in settings.pooling}
+        questions = {method: questions_by_level(validation, labels, settings, unit, method)[unit]
+                     for method in settings.pooling}
+        tests = compare_cases(pooled, questions, labels, unit) if len(pooled) > 1 else pd.DataFrame()
+        for method, cases in pooled.items():
+            scored = with_confidence(cases, questions[method], settings.n_boot, settings.seed, settings.level)
+            scored = scored[scored["class"].isin(["", "macro"])].drop_duplicates("metric").set_index("metric")
+            row = {"part": part, "level": unit, "pooling": method, "k": settings.topk if method == "topk" else np.nan,
+                   "patients": cases["patient_id"].nunique(), "cases": len(cases),
+                   "threshold": questions[method].threshold}
+            for metric in ("auc", "accuracy"):
+                row[metric] = scored.at[metric, "value"]
+                row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = scored.at[metric, "ci_low"], scored.at[metric, "ci_high"]
+            if method != first and len(tests):
+                against = tests[(tests["run_a"] == first) & (tests["run_b"] == method)]
+                for test_row in against.itertuples(index=False):
+                    row[f"delong_p_vs_{first}" + ("" if question.binary else f"_{test_row.target}")] = test_row.delong_p
+                row[f"mcnemar_p_vs_{first}"] = against["mcnemar_p"].iloc[0] if len(against) else np.nan
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def evaluate_run(val_tables: Sequence[pd.DataFrame], test_tables: Sequence[pd.DataFrame], labels: Sequence[str],
-                 settings: EvaluateSettings) -> RunEvaluation:
-    """Everything evaluate writes for one run; ``test_tables`` may be empty tables (no test set)."""
+                 settings: EvaluateSettings, unit: str | None = None) -> RunEvaluation:
+    """Everything evaluate writes for one run; ``test_tables`` may be empty tables (no test set).
+
+    Calibration first: with ``settings.calibration`` temperature, one temperature fitted on the
+    pooled validation folds (never on test) rescales every fold's validation and test
+    probabilities, before the fold ensemble; every figure, threshold and table after that is of
+    the calibrated probabilities (ECE before and after in ``calibration``). ``unit``: patient or
+    item (default: resolved from the labels, see sonoflow.split.resolve_unit)."""
     check_disjoint(val_tables, [t for t in test_tables if len(t)])
+    raw_validation = pd.concat(val_tables, ignore_index=True)
+    has_test = bool(test_tables) and all(len(t) for t in test_tables)
+    if unit is None:
+        every = pd.concat([raw_validation, *(test_tables if has_test else [])], ignore_index=True)
+        unit, _ = resolve_unit(every, settings.unit)
+    temperature = fit_temperature(raw_validation, labels) if settings.calibration == "temperature" else 1.0
+    uncalibrated = {"cv": raw_validation}
+    if has_test:
+        uncalibrated["test"] = fold_ensemble(test_tables, labels)
+    val_tables = [calibrate_table(table, labels, temperature) for table in val_tables]
     validation = pd.concat(val_tables, ignore_index=True)
-    questions = questions_by_level(validation, labels, settings)
     parts = {"cv": validation}
-    if test_tables and all(len(t) for t in test_tables):
-        parts["test"] = fold_ensemble(test_tables, labels)
+    if has_test:
+        parts["test"] = fold_ensemble([calibrate_table(table, labels, temperature) for table in test_tables], labels)
+    questions = questions_by_level(validation, labels, settings, unit)
+    pooling, k = settings.pooling[0], settings.topk
     headline = []
-    for (part, table), level in itertools.product(parts.items(), LEVELS):
-        scored = with_confidence(at_level(table, labels, level), questions[level], settings.n_boot, settings.seed,
-                                 settings.level)
-        headline.append(scored.assign(part=part, level=level, patients=table["patient_id"].nunique(),
-                                      cases=len(at_level(table, labels, level))))
+    for (part, table), level in itertools.product(parts.items(), levels_of(unit)):
+        cases = at_level(table, labels, level, pooling, k)
+        scored = with_confidence(cases, questions[level], settings.n_boot, settings.seed, settings.level)
+        headline.append(scored.assign(part=part, level=level, patients=table["patient_id"].nunique(), cases=len(cases)))
     columns = ["part", "level", "patients", "cases", "metric", "class", "value", "ci_low", "ci_high", "resamples",
                "undefined", "ci_method", "note"]
-    return RunEvaluation(folds=fold_table(val_tables, labels, questions),
+    return RunEvaluation(folds=fold_table(val_tables, labels, questions, pooling, k),
                          headline=pd.concat(headline, ignore_index=True)[columns],
-                         thresholds={level: q.threshold for level, q in questions.items()}, parts=parts)
+                         thresholds={level: q.threshold for level, q in questions.items()}, parts=parts,
+                         uncalibrated=uncalibrated, unit=unit, temperature=temperature,
+                         calibration=calibration_table(uncalibrated, parts, labels, settings, unit, temperature),
+                         pooling=pooling_table(parts, validation, labels, settings, unit))
+
+
+# --- The run's decision rule, as predict and compare read it ------------------------------------------
+
+
+def decision_record(evaluation: RunEvaluation, settings: EvaluateSettings, ece: Mapping) -> dict:
+    """thresholds.json: what turns a run's frame probabilities into calls, so that predict and
+    compare do exactly what evaluation did (read back with ``read_decision``)."""
+    return {"thresholds": evaluation.thresholds, "ece": dict(ece), "positive": list(settings.positive),
+            "unit": evaluation.unit, "temperature": evaluation.temperature, "calibration": settings.calibration,
+            "pooling": settings.pooling[0], "topk": settings.topk}
+
+
+def read_decision(path) -> dict:
+    """A run's thresholds.json with defaults for files written before calibration and pooling."""
+    saved = json.loads(Path(path).read_text())
+    return {"thresholds": saved["thresholds"], "positive": tuple(saved.get("positive") or ()),
+            "unit": saved.get("unit", "patient"), "temperature": float(saved.get("temperature", 1.0)),
+            "calibration": saved.get("calibration", "none"), "pooling": saved.get("pooling", "mean"),
+            "topk": int(saved.get("topk", 3)), "ece": saved.get("ece", {})}
 
 
 # --- Comparing runs ------------------------------------------------------------------------------------
@@ -143,17 +277,25 @@ def compare_runs(runs: Mapping[str, pd.DataFrame], labels: Sequence[str], settin
     McNemar for the calls. At patient level by default: DeLong and McNemar assume independent
     cases, which frames of one patient are not."""
     question = base_question(labels, settings)
-    tables = {name: at_level(table, labels, level).sort_values(["patient_id"] + (["frame_index"] if level == "image" else []))
-              for name, table in runs.items()}
+    tables = {name: at_level(table, labels, level, settings.pooling[0], settings.topk) for name, table in runs.items()}
+    questions = {name: Question(question.labels, question.positive, (thresholds or {}).get(name)) for name in runs}
+    return compare_cases(tables, questions, labels, level)
+
+
+def compare_cases(tables: Mapping[str, pd.DataFrame], questions: Mapping[str, Question], labels: Sequence[str],
+                  level: str) -> pd.DataFrame:
+    """Paired DeLong and McNemar tests between every two tables of the same cases (already at
+    ``level``), each scored by its own question (threshold)."""
+    keys = ["patient_id", "item_id", "frame_index"] if level == IMAGE else ["patient_id"] + (
+        [LEVEL_KEYS[level]] if level != "patient" else [])
+    tables = {name: table.sort_values(keys) for name, table in tables.items()}
     rows = []
     for (name_a, a), (name_b, b) in itertools.combinations(tables.items(), 2):
-        keys = ["patient_id", "item_id", "frame_index"] if level == "image" else ["patient_id"]
         if not a[keys].reset_index(drop=True).equals(b[keys].reset_index(drop=True)):
             raise ValueError(f"{name_a} and {name_b} predicted different cases; they cannot be compared")
-        q_a = Question(question.labels, question.positive, (thresholds or {}).get(name_a))
-        q_b = Question(question.labels, question.positive, (thresholds or {}).get(name_b))
+        q_a, q_b = questions[name_a], questions[name_b]
         target = q_a.target(a)
-        targets = {"positive": (target, q_a.score(a), q_b.score(b))} if question.binary else {
+        targets = {"positive": (target, q_a.score(a), q_b.score(b))} if q_a.binary else {
             label: ((target == k).astype(int), q_a.score(a)[:, k], q_b.score(b)[:, k]) for k, label in enumerate(labels)}
         correct_a, correct_b = q_a.predict(a) == target, q_b.predict(b) == target
         only_a, only_b, mcnemar_p = mcnemar_test(correct_a, correct_b)
@@ -241,11 +383,11 @@ def evaluate_readers(readers: pd.DataFrame, model: pd.DataFrame, labels: Sequenc
     same cases: McNemar on the calls, DeLong on AUC (a reader's score, or the call itself).
 
     ``model`` holds frame predictions of the same cases (e.g. the test fold ensemble); they are
-    averaged per item or patient, whichever key the reader table uses.
+    pooled (the run's first pooling method) per item or patient, whichever key the reader table uses.
     """
     key = "item_id" if "item_id" in readers.columns else "patient_id"
     question = Question(tuple(labels), tuple(settings.positive), threshold)
-    model_cases = aggregate(model, labels, key).set_index(key)
+    model_cases = aggregate(model, labels, key, settings.pooling[0], settings.topk).set_index(key)
     unknown_labels = sorted(set(readers["label"]) - set(labels))
     if unknown_labels:
         raise ValueError(f"reader calls {unknown_labels} are not among the labels {list(labels)}")

@@ -21,6 +21,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from sonoflow.metrics import Question, expected_calibration_error, reliability
+
 GROUND_TRUTH = "#2ee66b"  # lesion outline from a ground-truth mask
 UNET = "#ff3ed2"  # lesion outline from the U-Net's predicted mask
 OUTLINE_NAMES = {"truth": "lesion, ground truth", "unet": "lesion, U-Net"}
@@ -365,35 +367,41 @@ def count_labels(edges: np.ndarray, which: np.ndarray) -> list[tuple[float, str]
     return [(float(x), str(int(n))) for x, n in zip(centres, counts) if n]
 
 
-def calibration_figure(path, tables: Mapping[str, pd.DataFrame], question, bins: int, title: str) -> dict:
-    """Reliability diagrams (the binary question's positive score, or the top-class confidence of
-    a multi-class call) with the ECE of each table and each bin's case count along the bottom,
-    inside the axes; returns {name: ECE}."""
-    from sonoflow.metrics import expected_calibration_error
+def _reliability_axes(question: Question) -> tuple[str, str]:
+    if question.binary:
+        return "predicted probability of positive", "observed share positive"
+    return "confidence of the predicted class", "accuracy"
 
+
+def calibration_figure(path, before: Mapping[str, pd.DataFrame], after: Mapping[str, pd.DataFrame],
+                       question: Question, bins: int, title: str, temperature: float) -> dict:
+    """Reliability diagrams (the binary question's positive score, or the top-class confidence of
+    a multi-class call) before (grey) and after (blue) temperature scaling, one panel per table
+    (e.g. per level), the ECE of each in the legend and each bin's case count along the bottom,
+    inside the axes; returns {name: {before, after}}."""
     plt = pyplot()
-    figure, axes = plt.subplots(1, len(tables), figsize=(4.4 * len(tables), 4.2), squeeze=False, layout="constrained")
-    errors = {}
+    figure, axes = plt.subplots(1, len(after), figsize=(4.4 * len(after), 4.2), squeeze=False, layout="constrained")
     edges = np.linspace(0, 1, bins + 1)
-    for axis, (name, table) in zip(axes[0], tables.items()):
-        if question.binary:
-            confidence, outcome = question.score(table), question.target(table).astype(float)
-            xlabel, ylabel = "predicted probability of positive", "observed share positive"
-        else:
-            probs = question.score(table)
-            confidence, outcome = probs.max(1), (probs.argmax(1) == question.target(table)).astype(float)
-            xlabel, ylabel = "confidence of the predicted class", "accuracy"
-        errors[name] = expected_calibration_error(outcome, confidence, bins)
-        which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-        centres = [(confidence[which == b].mean(), outcome[which == b].mean(), (which == b).sum())
-                   for b in range(bins) if (which == b).any()]
-        x, y, n = map(np.array, zip(*centres))
-        axis.plot([0, 1], [0, 1], color="grey", ls=":", lw=0.8)
-        axis.plot(x, y, marker="o", color="tab:blue")
-        for xi, text in count_labels(edges, which):
-            axis.text(xi, 0.015, text, fontsize=7, ha="center", va="bottom", color="#444")
+    errors = {}
+    for axis, name in zip(axes[0], after):
+        errors[name] = {}
+        for which, tables, style in (("before", before, dict(color="grey", ls="--", marker="s")),
+                                     ("after", after, dict(color="tab:blue", marker="o"))):
+            confidence, outcome = reliability(tables[name], question)
+            errors[name][which] = expected_calibration_error(outcome, confidence, bins)
+            in_bin = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+            points = [(confidence[in_bin == b].mean(), outcome[in_bin == b].mean()) for b in range(bins)
+                      if (in_bin == b).any()]
+            label = "uncalibrated" if which == "before" else f"temperature {temperature:.2f}"
+            axis.plot(*zip(*points), label=f"{label}: ECE {errors[name][which]:.3f}", **style)
+            if which == "after":
+                for x, text in count_labels(edges, in_bin):
+                    axis.text(x, 0.015, text, fontsize=7, ha="center", va="bottom", color="#444")
         axis.text(0.01, 0.075, "n per bin:", fontsize=7, ha="left", va="bottom", color="#444")
-        axis.set(xlim=(0, 1), ylim=(0, 1.02), xlabel=xlabel, ylabel=ylabel, title=f"{name}: ECE {errors[name]:.3f}")
+        xlabel, ylabel = _reliability_axes(question)
+        axis.plot([0, 1], [0, 1], color="grey", ls=":", lw=0.8)
+        axis.set(xlim=(0, 1), ylim=(0, 1.02), xlabel=xlabel, ylabel=ylabel, title=name)
+        axis.legend(fontsize=7, loc="upper left")
     figure.suptitle(title, fontsize=10)
     save_figure(figure, path)
     return errors
@@ -435,25 +443,35 @@ def run_figures(paths: Mapping[str, str | os.PathLike], evaluation, val_tables: 
 
     Curves per fold and of the test ensemble at image and patient level side by side; confusion
     matrices and calibration of the headline part (test when there is one, else the pooled
-    validation folds) at both levels. Returns the ECE per level.
+    validation folds) at both levels (calibration: before and after temperature scaling). Returns
+    the ECE per level, before and after.
     """
     from sonoflow.evaluate import at_level, base_question
-    from sonoflow.metrics import Question
 
     question = base_question(labels, settings)
     by_level = {level: Question(question.labels, question.positive, threshold)
                 for level, threshold in evaluation.thresholds.items()}
     part = "test" if "test" in evaluation.parts else "cv"
-    headline = {level: at_level(evaluation.parts[part], labels, level) for level in by_level}
+
+    def pooled_level(table, level):
+        return at_level(table, labels, level, settings.pooling[0], settings.topk)
+
+    def pooled(table):
+        return {level: pooled_level(table, level) for level in by_level}
+
+    headline = pooled(evaluation.parts[part])
     ensemble = evaluation.parts.get("test")
-    curves = {level: ([at_level(table, labels, level) for table in val_tables],
-                      at_level(ensemble, labels, level) if ensemble is not None else None, by_level[level])
+    curves = {level: ([pooled_level(table, level) for table in val_tables],
+                      pooled_level(ensemble, level) if ensemble is not None else None, by_level[level])
               for level in by_level}
     curve_figure(paths["roc"], "roc", curves, f"{title}: ROC")
     curve_figure(paths["pr"], "pr", curves, f"{title}: precision-recall")
     confusion_figure(paths["confusion"], {f"{level} level": (table, by_level[level]) for level, table in headline.items()},
                      f"{title}: confusion on {part}")
-    errors = calibration_figure(paths["calibration"], {f"{level} level": table for level, table in headline.items()},
-                                question, settings.calibration_bins, f"{title}: calibration on {part}")
+    before = pooled(evaluation.uncalibrated.get(part, evaluation.parts[part]))
+    errors = calibration_figure(
+        paths["calibration"], {f"{level} level": table for level, table in before.items()},
+        {f"{level} level": table for level, table in headline.items()}, question, settings.calibration_bins,
+        f"{title}: calibration on {part}", evaluation.temperature)
     training_figure(paths["training"], histories, f"{title}: training")
     return errors

@@ -54,12 +54,33 @@ def fold_ensemble(tables: Sequence[pd.DataFrame], labels: Sequence[str]) -> pd.D
     return ensemble
 
 
-def aggregate(table: pd.DataFrame, labels: Sequence[str], by: str = "patient_id") -> pd.DataFrame:
-    """Frame probabilities averaged per patient (or item): one row each, with its frame count."""
+POOLINGS = ("mean", "topk")
+
+
+def aggregate(table: pd.DataFrame, labels: Sequence[str], by: str = "patient_id", pooling: str = "mean",
+              k: int = 3) -> pd.DataFrame:
+    """Frame probabilities pooled per patient (or item): one row each, with its frame count.
+
+    ``mean``: the mean of the frames' probabilities. ``topk``: per class, the mean of that class's
+    ``k`` highest frame probabilities (all frames when there are fewer), renormalised to sum to one:
+    a unit whose few frames show the lesion is not averaged away by its many frames that do not.
+    """
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r}; known: {', '.join(POOLINGS)}")
     columns = [f"prob_{name}" for name in labels]
     keys = ["patient_id", "label"] if by == "patient_id" else ["patient_id", by, "label"]
     grouped = table.groupby(keys, sort=True)
-    out = grouped[columns].mean().reset_index()
+    if pooling == "mean":
+        out = grouped[columns].mean().reset_index()
+    else:
+        if k < 1:
+            raise ValueError(f"top-k pooling needs k >= 1, got {k}")
+        out = grouped.size().reset_index()[keys]
+        for column in columns:
+            top = table.sort_values(column, ascending=False, kind="stable").groupby(keys, sort=True).head(k)
+            out[column] = top.groupby(keys, sort=True)[column].mean().to_numpy()
+        totals = out[columns].sum(axis=1).to_numpy()
+        out[columns] = out[columns].to_numpy() / np.where(totals > 0, totals, 1.0)[:, None]
     out["frames"] = grouped.size().to_numpy()
     out["predicted"] = [labels[i] for i in out[columns].to_numpy().argmax(1)]
     return out
@@ -365,3 +386,13 @@ def expected_calibration_error(correct: np.ndarray, confidence: np.ndarray, bins
         if chosen.any():
             error += chosen.mean() * abs(correct[chosen].mean() - confidence[chosen].mean())
     return float(error)
+
+
+def reliability(table: pd.DataFrame, question: Question) -> tuple[np.ndarray, np.ndarray]:
+    """What a reliability diagram and the ECE compare: (confidence, outcome) per row. For a binary
+    question the positive score and whether the case is positive; for a multi-class one the
+    top class's probability and whether that call is right."""
+    if question.binary:
+        return question.score(table), question.target(table).astype(float)
+    probs = question.score(table)
+    return probs.max(1), (probs.argmax(1) == question.target(table)).astype(float)

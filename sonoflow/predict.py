@@ -4,15 +4,14 @@ Grad-CAM overlays of the ensemble's call, and a small self-contained HTML report
 
 The frames come from the same ingest, denoise and (for ROI input) segmentation steps as the
 training data, and probabilities are aggregated exactly as evaluation aggregates the test
-patients: the mean of the folds' softmax per frame, then the mean over an item's or a patient's
-frames. So a case that was also a test case gets the probabilities evaluation reported for it.
+patients: the folds' softmax per frame calibrated by the run's temperature and averaged over the
+folds, then pooled over an item's or a patient's frames by the run's pooling. So a case that was also a test case gets the probabilities evaluation reported for it.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from sonoflow.calibrate import calibrate_table
 from sonoflow.metrics import aggregate, fold_ensemble
 
 CALL_COLUMNS = ["score", "threshold", "call"]
@@ -42,12 +42,6 @@ def unlabelled_sheet(sheet_path: str | os.PathLike, patients: Sequence[str]) -> 
     return rows.loc[rows["patient_id"].isin(set(patients)), ["patient_id", "item_id", "path", "mask"]]
 
 
-def read_thresholds(path: str | os.PathLike) -> tuple[dict, tuple[str, ...]]:
-    """The run's decision rule from evaluate's thresholds.json: level -> threshold, positive classes."""
-    saved = json.loads(Path(path).read_text())
-    return saved["thresholds"], tuple(saved.get("positive") or ())
-
-
 def with_calls(table: pd.DataFrame, labels: Sequence[str], positive: Sequence[str], threshold: float | None) -> pd.DataFrame:
     """``predicted`` is the most probable class; for a binary question also the positive classes'
     summed probability (``score``), the cut chosen on validation, and ``call`` positive/negative."""
@@ -60,14 +54,18 @@ def with_calls(table: pd.DataFrame, labels: Sequence[str], positive: Sequence[st
 
 
 def ensemble_prediction(fold_tables: Sequence[pd.DataFrame], labels: Sequence[str], thresholds: Mapping,
-                        positive: Sequence[str] = ()) -> Prediction:
+                        positive: Sequence[str] = (), *, temperature: float = 1.0, pooling: str = "mean",
+                        k: int = 3) -> Prediction:
     """Fold tables (sonoflow.train.prediction_table of every fold on the same frames) -> the fold
-    ensemble per frame, item (image-level threshold) and patient (patient-level threshold)."""
-    frames = fold_ensemble(fold_tables, labels)
-    items = aggregate(frames, labels, by="item_id")
-    patients = aggregate(frames, labels, by="patient_id")
+    ensemble per frame, item and patient, exactly as evaluate computes its test part: every fold's
+    probabilities calibrated by the run's temperature (fitted on its validation folds), averaged
+    over the folds, then pooled per item and patient by the run's pooling. Items take the item-level
+    threshold when the run was scored per item, else the image-level one; patients the patient-level one."""
+    frames = fold_ensemble([calibrate_table(table, labels, temperature) for table in fold_tables], labels)
+    items = aggregate(frames, labels, "item_id", pooling, k)
+    patients = aggregate(frames, labels, "patient_id", pooling, k)
     return Prediction(frames=with_calls(frames, labels, positive, thresholds.get("image")),
-                      items=with_calls(items, labels, positive, thresholds.get("image")),
+                      items=with_calls(items, labels, positive, thresholds.get("item", thresholds.get("image"))),
                       patients=with_calls(patients, labels, positive, thresholds.get("patient")))
 
 
@@ -145,7 +143,8 @@ def overlay_figure(path, images: np.ndarray, cams: np.ndarray, shown: pd.DataFra
 
 def predict_run(frames: pd.DataFrame, checkpoints: Sequence[str | os.PathLike], stores: Sequence, labels: Sequence[str],
                 thresholds: Mapping, positive: Sequence[str] = (), *, overlays: int = 24, cam_method: str = "gradcam",
-                device: str = "auto") -> tuple[Prediction, pd.DataFrame, np.ndarray, np.ndarray, bool]:
+                device: str = "auto", temperature: float = 1.0, pooling: str = "mean",
+                k: int = 3) -> tuple[Prediction, pd.DataFrame, np.ndarray, np.ndarray, bool]:
     """Every fold's classifier (``checkpoints[k]`` reading its frames from ``stores[k]``) on
     ``frames``; returns the prediction, the frames shown, their pixels, the CAMs drawn over them
     and whether those are the fold ensemble's (mean of the folds' CAMs; only when every fold saw
@@ -161,7 +160,8 @@ def predict_run(frames: pd.DataFrame, checkpoints: Sequence[str | os.PathLike], 
         probs = predict_proba(model, store.gather(frames), checkpoint["settings"]["input_size"],
                               device=next(model.parameters()).device, amp=checkpoint["settings"].get("amp", True))
         fold_tables.append(prediction_table(frames, probs, labels))
-    prediction = ensemble_prediction(fold_tables, labels, thresholds, positive)
+    prediction = ensemble_prediction(fold_tables, labels, thresholds, positive, temperature=temperature,
+                                     pooling=pooling, k=k)
     shown = representative_frames(prediction.frames, prediction.items, list(labels), overlays, positive)
     if shown.empty:
         return prediction, shown, np.zeros((0, 1, 1), np.uint8), np.zeros((0, 1, 1), np.float32), False
@@ -195,14 +195,17 @@ def _image_html(path: str | os.PathLike) -> str:
 def report_html(batch: str, sheet: str, runs: Mapping[str, Mapping[str, str | os.PathLike]], labels: Sequence[str],
                 positive: Sequence[str], notes: Sequence[str] = ()) -> str:
     """One self-contained page: per run, the patients' and items' probabilities and calls, and the
-    CAM overlays. ``runs``: name -> {"patients", "items", "overlays"} paths."""
+    CAM overlays. ``runs``: name -> {"patients", "items", "overlays"} paths and optionally the run's
+    ``decision`` (sonoflow.evaluate.read_decision: its temperature and pooling)."""
     question = (f"binary: {', '.join(positive)} vs the rest; the call uses the Youden threshold chosen on the "
                 "validation patients (items: image level, patients: patient level)") if positive else \
         f"multi-class: the most probable of {', '.join(labels)}"
     parts = [f"<h1>sonoflow predictions: {html.escape(batch)}</h1>",
              f"<p>Sample sheet <code>{html.escape(sheet)}</code>. Question: {html.escape(question)}. "
-             "Probabilities are the mean of the trained folds' softmax outputs (the fold ensemble), averaged over "
-             "an item's or a patient's frames.</p>",
+             "Probabilities are calibrated: each trained fold's softmax output rescaled by the run's temperature "
+             "(temperature scaling, fitted on the run's validation folds, never on its test patients; T=1 where "
+             "calibration is off), averaged over the folds (the fold ensemble), then pooled over an item's or a "
+             "patient's frames as the run's evaluation pooled them.</p>",
              "<p><b>Research use only.</b> The model was validated only on held-out patients of the data set it "
              "was trained on (see the run's evaluation); these outputs are not a diagnosis.</p>"]
     parts += [f"<p>{html.escape(note)}</p>" for note in notes]
@@ -210,6 +213,14 @@ def report_html(batch: str, sheet: str, runs: Mapping[str, Mapping[str, str | os
         patients = pd.read_csv(paths["patients"], dtype={"patient_id": str, "label": str}, keep_default_na=False)
         items = pd.read_csv(paths["items"], dtype={"patient_id": str, "item_id": str, "label": str}, keep_default_na=False)
         parts.append(f"<h2>{html.escape(name)}</h2>")
+        if "decision" in paths:
+            parts.append(f"<p>Calibration: {html.escape(paths['decision']['calibration'])}, temperature "
+                         f"{paths['decision']['temperature']:.3f}; pooling over frames: "
+                         f"{html.escape(paths['decision']['pooling'])}.</p>")
+            if paths["decision"]["unit"] == "item":
+                parts.append("<p>This run was validated per item (its patients carry items of several labels): the "
+                             "items' calls are the validated ones; a patient's row pools all its items, and a binary "
+                             "call there uses 0.5, not a threshold chosen on validation.</p>")
         seen = int((patients.get("seen_in_training", pd.Series(dtype=str)).astype(str) == "True").sum())
         if seen:
             parts.append(f"<p><b>{seen} of {len(patients)} patients were training or validation patients of this run"

@@ -150,11 +150,14 @@ def validate_sheet(
     sheet_name: str = "samples",
     probe_cache: "ProbeCache | None" = None,
     require_labels: bool = True,
+    several_labels_per_patient: bool = False,
 ) -> pd.DataFrame:
     """Check every row; return the table with `kind`, `width`, `height`, `n_frames`, `fps`.
 
     ``require_labels=False`` (new cases to predict): the label column may be missing or empty;
     a label that is given must still be known and the same for all items of a patient.
+    ``several_labels_per_patient`` (evaluate.unit item or auto): a patient's items may carry
+    different labels (a lesion and normal tissue); they are then scored per item.
     """
     read_problems = list(table.attrs.get("sheet_problems", []))  # from reading the file (encoding)
     if table.empty:
@@ -193,10 +196,11 @@ def validate_sheet(
 
     labelled = table if not require_labels else table[table["label"] != ""]
     per_patient = labelled.groupby("patient_id")["label"].unique()
-    for patient, patient_labels in per_patient[per_patient.map(len) > 1].items():
+    conflicting = per_patient.iloc[:0] if several_labels_per_patient else per_patient[per_patient.map(len) > 1]
+    for patient, patient_labels in conflicting.items():
         lines = labelled.loc[labelled["patient_id"] == patient, "line"].tolist()
         problems.append(f"{sheet_name} lines {', '.join(map(str, lines))}: patient {patient!r} has several labels "
-                        f"{sorted(patient_labels)}")
+                        f"{sorted(patient_labels)} (allowed with evaluate.unit item or auto: scored per item)")
 
     for row in rows:
         if row.split not in SPLIT_VALUES:

@@ -45,18 +45,54 @@ class SplitSettings:
         return cls(**{key: value for key, value in (config or {}).items() if key in known and value is not None})
 
 
+UNITS = ("auto", "patient", "item")
+
+
+def several_label_patients(frames: pd.DataFrame) -> list[str]:
+    """Patients whose items carry more than one label (e.g. a lesion and normal tissue)."""
+    counts = frames.groupby("patient_id")["label"].nunique()
+    return sorted(counts.index[counts > 1])
+
+
+def resolve_unit(frames: pd.DataFrame, unit: str = "auto") -> tuple[str, str]:
+    """The unit that is labelled and scored beside the frames, and why: ``patient`` when every
+    patient has one label, else ``item`` (``auto``); ``patient`` with a several-label patient is
+    an error naming them. The split is grouped by patient either way."""
+    if unit not in UNITS:
+        raise ValueError(f"evaluate.unit must be one of {', '.join(UNITS)}, not {unit!r}")
+    several = several_label_patients(frames)
+    if unit == "patient" and several:
+        raise SplitError(f"evaluate.unit is patient, but {len(several)} patient(s) have items of several labels: "
+                         f"{several[:20]}; set evaluate.unit: item (or auto) to score per item")
+    if unit != "auto":
+        return unit, f"evaluate.unit: {unit} (set in the configuration)"
+    if several:
+        return "item", (f"unit item: {len(several)} of {frames['patient_id'].nunique()} patients have items of several "
+                        f"labels (e.g. {several[:3]}); the split stays grouped by patient, items are scored")
+    return "patient", "unit patient: every patient has one label"
+
+
+def label_set(values) -> str:
+    """A patient's labels as one stratum, e.g. 'benign+normal'."""
+    return "+".join(sorted(set(values)))
+
+
 def patient_table(frames: pd.DataFrame) -> pd.DataFrame:
-    """One row per patient: label and fixed split; a patient with two of either is an error."""
+    """One row per patient: ``label`` (its one label, or its label set joined by '+', the stratum
+    of the folds when its items carry several labels), ``labels`` (the set) and the fixed split; a
+    patient with two split values is an error."""
     columns = ["patient_id", "label"] + (["split"] if "split" in frames.columns else [])
     per_patient = frames[columns].drop_duplicates()
-    for column in columns[1:]:
-        counts = per_patient.groupby("patient_id")[column].nunique()
+    if "split" in columns:
+        counts = per_patient.groupby("patient_id")["split"].nunique()
         if (counts > 1).any():
             bad = counts[counts > 1].index.tolist()
-            raise SplitError(f"patient(s) {bad[:10]} have more than one {column!r} value")
-    table = per_patient.drop_duplicates("patient_id").set_index("patient_id").sort_index()
-    if "split" not in table.columns:
-        table["split"] = ""
+            raise SplitError(f"patient(s) {bad[:10]} have more than one 'split' value")
+    grouped = per_patient.groupby("patient_id", sort=True)
+    table = pd.DataFrame({"label": grouped["label"].agg(label_set),
+                          "labels": grouped["label"].agg(lambda values: frozenset(values))})
+    table["split"] = grouped["split"].first() if "split" in columns else ""
+    table.index.name = "patient_id"
     return table
 
 
@@ -88,7 +124,7 @@ def check_enough_patients(frames: pd.DataFrame, labels: Sequence[str], settings:
     drawn_test = settings.test_fraction > 0 and not (patients["split"] == "test").any()
     needed = max(settings.folds, 2)
     for label in labels:
-        of_class = patients.index[patients["label"] == label]
+        of_class = patients.index[patients["labels"].map(lambda carried: label in carried)]
         in_test = sum(pid in test for pid in of_class)
         if len(of_class) - in_test < needed:
             scheme = f"{settings.folds} folds need" if settings.folds > 1 else "a train/validation split needs"
@@ -111,7 +147,7 @@ def make_splits(frames: pd.DataFrame, labels: Sequence[str], settings: SplitSett
     frames = usable_frames(frames, {"excluded_items": excluded_items, "excluded_frames": excluded_frames})
     groups = {pid: group for pid, group in (groups or {}).items() if pid in set(frames["patient_id"])}
     patients = patient_table(frames)
-    unknown = sorted(set(patients["label"]) - set(labels))
+    unknown = sorted(set().union(*patients["labels"]) - set(labels))
     if unknown:
         raise SplitError(f"labels {unknown} are not among the configured labels {list(labels)}")
     check_enough_patients(frames, labels, settings)
@@ -134,14 +170,17 @@ def make_splits(frames: pd.DataFrame, labels: Sequence[str], settings: SplitSett
                       "val": sorted(per_group.index[per_group["group"].isin(val_groups)])})
     else:
         # Frames as samples, patient groups as groups: folds balance frames, not just patient counts.
+        # The stratum of a frame is its patient's label set, so that patients with several labels
+        # (benign lesion + normal tissue) spread over the folds like the others.
+        strata = rest["patient_id"].map(patients["label"])
         splitter = StratifiedGroupKFold(n_splits=settings.folds, shuffle=True, random_state=settings.seed)
-        for fold, (train_index, val_index) in enumerate(splitter.split(rest, rest["label"], group_of)):
+        for fold, (train_index, val_index) in enumerate(splitter.split(rest, strata, group_of)):
             folds.append({"fold": fold, "train": sorted(set(rest["patient_id"].iloc[train_index])),
                           "val": sorted(set(rest["patient_id"].iloc[val_index]))})
     splits = {"seed": settings.seed, "settings": asdict(settings), "labels": list(labels), "test": test, "folds": folds,
               "groups": dict(sorted(groups.items())), "excluded_items": sorted(set(excluded_items)),
               "excluded_frames": sorted(set(excluded_frames))}
-    check_splits(splits, patients["label"].to_dict())
+    check_splits(splits, patients["labels"].to_dict())
     return splits
 
 
@@ -159,7 +198,11 @@ def usable_frames(frames: pd.DataFrame, splits: Mapping) -> pd.DataFrame:
     return frames[usable]
 
 
-def check_splits(splits: Mapping, patient_labels: Mapping[str, str] | None = None) -> None:
+def _carried(labels: str | frozenset) -> set[str]:
+    return {labels} if isinstance(labels, str) else set(labels)
+
+
+def check_splits(splits: Mapping, patient_labels: Mapping[str, str | frozenset] | None = None) -> None:
     """No patient in two parts; every non-test patient validated exactly once (k >= 2); and, when
     labels are given, every class present in every fold's train and val part."""
     test = set(splits["test"])
@@ -169,7 +212,7 @@ def check_splits(splits: Mapping, patient_labels: Mapping[str, str] | None = Non
         validated += list(partition.val)
         if patient_labels is not None:
             for part in ("train", "val"):
-                present = {patient_labels[pid] for pid in getattr(partition, part)}
+                present = set().union(*(_carried(patient_labels[pid]) for pid in getattr(partition, part)))
                 missing = sorted(set(splits["labels"]) - present)
                 if missing:
                     raise SplitError(f"fold {fold['fold']} {part} has no patient of class(es) {missing}: "

@@ -78,7 +78,8 @@ def test_no_test_set_scores_the_pooled_validation_folds_and_draws_every_figure(t
     history = pd.DataFrame({"epoch": [1, 2], "train_loss": [1, 0.5], "val_loss": [0.9, 0.7], "val_auc": [0.6, 0.8],
                             "best": [False, True]})
     errors = run_figures(paths, result, val, [history] * 3, LABELS, multi, "test run")
-    assert set(errors) == {"image level", "patient level"} and all(0 <= e <= 1 for e in errors.values())
+    assert set(errors) == {"image level", "patient level"}
+    assert all(set(e) == {"before", "after"} and 0 <= e["before"] <= 1 and 0 <= e["after"] <= 1 for e in errors.values())
     assert all(path.stat().st_size > 5000 for path in paths.values())
 
 
@@ -150,3 +151,41 @@ def test_readers_scored_like_the_model_and_compared_on_the_same_cases(tmp_path):
     bad.to_csv(path, index=False)
     with pytest.raises(ValueError, match="cancer"):
         evaluate_readers(read_readers(path), model, LABELS, SETTINGS)
+
+
+def test_topk_pooling_is_the_per_class_mean_of_the_most_confident_frames():
+    from sonoflow.metrics import aggregate
+
+    table = pd.DataFrame({"patient_id": ["A"] * 4 + ["B"] * 2, "label": ["benign"] * 4 + ["malignant"] * 2,
+                          "prob_benign": [0.9, 0.2, 0.3, 0.1, 0.4, 0.6], "prob_malignant": [0.1, 0.8, 0.7, 0.9, 0.6, 0.4]})
+    top2 = aggregate(table, LABELS, pooling="topk", k=2).set_index("patient_id")
+    # A: benign top-2 (0.9, 0.3) -> 0.6; malignant top-2 (0.9, 0.8) -> 0.85; renormalised to sum 1.
+    assert top2.loc["A", "prob_benign"] == pytest.approx(0.6 / 1.45)
+    assert top2.loc["A", "prob_malignant"] == pytest.approx(0.85 / 1.45) and top2.loc["A", "frames"] == 4
+    # k at least the frame count: the mean.
+    mean = aggregate(table, LABELS).set_index("patient_id")
+    assert top2.loc["B", "prob_benign"] == pytest.approx(mean.loc["B", "prob_benign"])
+    with pytest.raises(ValueError, match="unknown pooling"):
+        aggregate(table, LABELS, pooling="max")
+
+
+@pytest.mark.parametrize("positive", [("malignant",), ()])
+def test_pooling_methods_side_by_side_with_paired_tests_against_the_first(positive):
+    val, test = fold_tables(skill=0.8)
+    settings = EvaluateSettings(positive=positive, n_boot=100, pooling=("mean", "topk"), topk=1)
+    result = evaluate_run(val, test, LABELS, settings)
+    table = result.pooling.set_index(["part", "pooling"])
+    assert set(table.index) == {(p, m) for p in ("cv", "test") for m in ("mean", "topk")}
+    assert (table["level"] == "patient").all() and (table.loc[("test", "mean"), "cases"] == 20)
+    row = table.loc[("test", "topk")]
+    assert row["auc_ci_low"] <= row["auc"] <= row["auc_ci_high"] and row["k"] == 1
+    p_columns = ["delong_p_vs_mean"] if positive else [f"delong_p_vs_mean_{label}" for label in LABELS]
+    assert all(0 <= row[c] <= 1 for c in p_columns) and 0 <= row["mcnemar_p_vs_mean"] <= 1
+    assert pd.isna(table.loc[("test", "mean"), p_columns[0]])
+    # The headline is the first method's.
+    headline = result.headline.set_index(["part", "level", "metric", "class"])
+    overall = "" if positive else "macro"
+    assert headline.loc[("test", "patient", "auc", overall), "value"] == pytest.approx(table.loc[("test", "mean"), "auc"])
+    first_topk = evaluate_run(val, test, LABELS, EvaluateSettings(positive=positive, n_boot=100, pooling=("topk",), topk=1))
+    assert first_topk.headline.set_index(["part", "level", "metric", "class"]).loc[
+        ("test", "patient", "auc", overall), "value"] == pytest.approx(row["auc"])

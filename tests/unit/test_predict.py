@@ -82,3 +82,15 @@ def test_a_binary_call_is_drawn_for_the_class_on_its_side_of_the_threshold():
     prediction = ensemble_prediction(folds(), LABELS, {"image": 0.05, "patient": 0.05}, positive=["malignant"])
     shown = representative_frames(prediction.frames, prediction.items, LABELS, limit=12, positive=["malignant"])
     assert (shown["item_predicted"] == "malignant").all() and (shown["item_call"] == "positive").all()
+
+
+def test_report_says_the_probabilities_are_calibrated_and_how(tmp_path):
+    patients = ensemble_prediction(folds(), LABELS, {}, temperature=1.7).patients
+    patients.to_csv(tmp_path / "patients.csv", index=False)
+    patients.to_csv(tmp_path / "items.csv", index=False)
+    decision = {"calibration": "temperature", "temperature": 1.7, "pooling": "mean", "unit": "item"}
+    page = report_html("batch", "new.csv", {"run": {"patients": tmp_path / "patients.csv", "items": tmp_path / "items.csv",
+                                                    "decision": decision}}, LABELS, ["malignant"])
+    assert "Probabilities are calibrated" in page and "temperature 1.700" in page and "validated per item" in page
+    plain = ensemble_prediction(folds(), LABELS, {}).patients
+    assert not np.allclose(patients["prob_malignant"], plain["prob_malignant"])  # the temperature was applied

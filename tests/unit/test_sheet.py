@@ -274,3 +274,15 @@ def test_results_of_an_older_probe_are_not_reused(data, tmp_path):
     rows[1][2] = "header_only.dcm"
     with pytest.raises(SheetError, match="line 3.*has no pixel data"):
         check(folder, rows, probe_cache=ProbeCache(cache_file))
+
+
+def test_a_patient_with_items_of_several_labels_passes_when_items_are_scored(data):
+    folder, rows = data
+    rows[1][3] = "malignant"  # P1: a benign image and a malignant one
+    with pytest.raises(SheetError, match="patient 'P1' has several labels.*evaluate.unit item or auto"):
+        check(folder, rows)
+    table = check(folder, rows, several_labels_per_patient=True)
+    assert table.groupby("patient_id")["label"].nunique()["P1"] == 2
+    rows[1][3] = "cancer"  # the other checks still run
+    with pytest.raises(SheetError, match="unknown label 'cancer'"):
+        check(folder, rows, several_labels_per_patient=True)

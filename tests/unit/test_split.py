@@ -151,3 +151,83 @@ def test_split_report_counts_every_frame_once_per_fold():
     for fold in ("0", "1", "2"):
         in_fold = report[(report["fold"] == fold) | (report["part"] == "test")]
         assert in_fold["frames"].sum() == len(frames)
+
+
+def several_label_frames(n_patients=36, seed=0):
+    """Patients with two items of different labels (a lesion and normal tissue) for two thirds,
+    one label for the rest; 2-3 frames per item."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for p in range(n_patients):
+        labels = [LABELS[p % 3], LABELS[(p + 1) % 3]] if p % 3 else [LABELS[p % 3]]
+        for i, label in enumerate(labels):
+            for f in range(int(rng.integers(2, 4))):
+                rows.append({"patient_id": f"P{p:04d}", "item_id": f"P{p:04d}_i{i}", "frame_index": f, "label": label,
+                             "split": ""})
+    return pd.DataFrame(rows)
+
+
+def test_patients_with_several_labels_are_split_by_patient_on_their_label_sets():
+    frames = several_label_frames()
+    patients = patient_table(frames)
+    assert patients.loc["P0001", "label"] == "b+c" and patients.loc["P0000", "label"] == "a"
+    assert patients.loc["P0001", "labels"] == frozenset(frames.loc[frames["patient_id"] == "P0001", "label"])
+    splits = make_splits(frames, LABELS, SplitSettings(seed=4, folds=3, test_fraction=0.2))
+    test = set(splits["test"])
+    strata = patients["label"]
+    for fold in splits["folds"]:
+        train, val = set(fold["train"]), set(fold["val"])
+        assert not (train & val) and not (train & test) and not (val & test)  # grouped by patient, always
+        # every label-set stratum with enough patients reaches every validation fold
+        for stratum, members in strata.drop(index=list(test)).groupby(strata).groups.items():
+            if len(members) >= 3:
+                assert val & set(members), (stratum, fold["fold"])
+    validated = sorted(pid for fold in splits["folds"] for pid in fold["val"])
+    assert validated == sorted(set(patients.index) - test)
+
+
+def test_unit_auto_is_item_when_a_patient_has_several_labels_and_patient_refuses_them():
+    from sonoflow.split import resolve_unit
+
+    assert resolve_unit(frames_of(12))[0] == "patient"
+    unit, why = resolve_unit(several_label_frames())
+    assert unit == "item" and "24 of 36 patients" in why and "grouped by patient" in why
+    assert resolve_unit(several_label_frames(), "item")[0] == "item"
+    with pytest.raises(SplitError, match="P0001"):
+        resolve_unit(several_label_frames(), "patient")
+
+
+def test_several_label_patients_are_scored_per_item():
+    from sonoflow.evaluate import EvaluateSettings, evaluate_run
+
+    frames = several_label_frames(n_patients=48)
+    splits = make_splits(frames, LABELS, SplitSettings(seed=3, folds=3, test_fraction=0.25))
+    rng = np.random.default_rng(0)
+
+    def predicted(table):
+        logits = rng.normal(0, 1, (len(table), 3)) + 1.5 * np.eye(3)[table["label"].map(LABELS.index)]
+        probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+        return table.assign(shard="00", row=np.arange(len(table)),
+                            **{f"prob_{name}": probs[:, k] for k, name in enumerate(LABELS)})
+
+    val = [predicted(frames[frames["patient_id"].isin(fold["val"])]) for fold in splits["folds"]]
+    test_frames = frames[frames["patient_id"].isin(splits["test"])]
+    test = [predicted(test_frames) for _ in splits["folds"]]
+    result = evaluate_run(val, test, LABELS, EvaluateSettings(n_boot=100))
+    assert result.unit == "item" and set(result.headline["level"]) == {"image", "item"}
+    row = result.headline.set_index(["part", "level", "metric", "class"]).loc[("test", "item", "accuracy", "")]
+    assert row["cases"] == test_frames["item_id"].nunique() > row["patients"] == len(splits["test"])
+    assert set(result.thresholds) == {"image", "item"}
+    with pytest.raises(SplitError, match="several labels"):
+        evaluate_run(val, test, LABELS, EvaluateSettings(n_boot=100, unit="patient"))
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_folds_balance_the_patients_label_sets(seed):
+    """Stratified on label sets, each set's patients spread over the validation folds within one
+    (stratifying on the frames' own labels instead leaves spreads of 2-4 on these sheets)."""
+    frames = several_label_frames(60, seed=seed)
+    splits = make_splits(frames, LABELS, SplitSettings(seed=seed, folds=3, test_fraction=0.0))
+    for stratum, members in patient_table(frames).groupby("label").groups.items():
+        counts = [len(set(members) & set(fold["val"])) for fold in splits["folds"]]
+        assert max(counts) - min(counts) <= 1, (stratum, counts)

@@ -98,6 +98,12 @@ def test_evaluation_reports_folds_and_the_test_ensemble_with_intervals(demo_run,
     ensemble = pd.read_csv(folder / "predictions_test.csv")
     single = pd.read_csv(demo_run / f"results/train/efficientnet_lite0/{mode}/fold_0/predictions_test.csv")
     assert len(ensemble) == len(single) and set(ensemble["patient_id"]) == set(single["patient_id"])
+    # Calibration (temperature fitted on the validation folds) and the pooling methods side by side.
+    calibration = pd.read_csv(folder / "calibration.csv")
+    assert set(calibration["part"]) == {"cv", "test"} and (calibration["temperature"] > 0).all()
+    assert calibration[["ece_before", "ece_after"]].apply(lambda c: c.between(0, 1)).all().all()
+    pooling = pd.read_csv(folder / "pooling.csv")
+    assert set(pooling["pooling"]) == {"mean", "topk"} and set(pooling["level"]) == {"patient"}
     compare = pd.read_csv(demo_run / "results/evaluate/compare.csv")
     assert set(compare["run_a"]) | set(compare["run_b"]) == {f"efficientnet_lite0/{m}" for m in INPUTS}
     assert set(compare["level"]) == {"patient"} and set(compare["part"]) == {"test"}
@@ -119,7 +125,7 @@ def test_report_holds_every_figure_and_table_and_the_manifest_describes_the_run(
     expected = ["manifest.json", "frames.csv", "split_report.csv", "summary.csv", "overlays.png", "history.csv",
                 "folds.csv", "headline.csv", "roc.png", "pr.png", "confusion.png", "calibration.png", "training.png",
                 "compare.csv", "conflicts.csv", "conflicts.png", "shortcuts.csv", "summary.html", "marks_per_class.csv",
-                "marks.png"]
+                "marks.png", "calibration.csv", "pooling.csv"]
     # Every table also as a page shown inline, and the landing page.
     expected += ["frames.html", "split_report.html", "pairs.html", "summary.html", "folds.html", "headline.html",
                  "leakage.html", "models.html", "compare.html", "quality.html", "landing.html"]

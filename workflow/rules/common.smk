@@ -112,6 +112,7 @@ def samples():
                 labels=config["labels"],
                 sheet_name=Path(sheet_source()).name,
                 probe_cache=ProbeCache(config["probe_cache"]),
+                several_labels_per_patient=config["evaluate"].get("unit", "auto") != "patient",
             )
             # Too few patients per class for the folds is a sheet problem too: say so now.
             check_enough_patients(checked, config["labels"], SplitSettings.from_config(config["split"]))
@@ -398,7 +399,8 @@ def predict_sheet():
         path = config["predict"]["samples"]
         try:
             checked = validate_sheet(read_sheet(path), labels=config["labels"], sheet_name=Path(path).name,
-                                     probe_cache=ProbeCache(config["probe_cache"]), require_labels=False)
+                                     probe_cache=ProbeCache(config["probe_cache"]), require_labels=False,
+                                     several_labels_per_patient=config["evaluate"].get("unit", "auto") != "patient")
         except SheetError as error:
             raise WorkflowError(f"predict sheet {path} is invalid:\n{error}")
         _validated["predict_sheet"] = relative_paths(checked, Path.cwd(), inside_only=True)

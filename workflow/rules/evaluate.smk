@@ -18,6 +18,18 @@ rule evaluate:
             subcategory="{model} {input}",
         ),
         thresholds="results/evaluate/{model}/{input}/thresholds.json",
+        calibration_table=report(
+            "results/evaluate/{model}/{input}/calibration.csv",
+            caption="../report/eval_calibration_table.rst",
+            category="5. Evaluation",
+            subcategory="{model} {input}",
+        ),
+        pooling=report(
+            "results/evaluate/{model}/{input}/pooling.csv",
+            caption="../report/eval_pooling.rst",
+            category="5. Evaluation",
+            subcategory="{model} {input}",
+        ),
         leakage=report(
             "results/evaluate/{model}/{input}/leakage.csv",
             caption="../report/eval_leakage.rst",
