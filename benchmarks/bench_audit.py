@@ -20,12 +20,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import cv2
-import numpy as np
-
-from sonoflow.audit import AuditSettings, audit_frames, plant_marks
-from sonoflow.demo import fan_geometry, make_demo
-from sonoflow.frames import IngestSettings, crop_resize, detect_scan_area, ingest_item
+from sonoflow.audit import AuditSettings, audit_frames, planted_stills
+from sonoflow.demo import make_demo
 
 CHOICES = [(), ("caliper",), ("caliper", "dots"), ("text",), ("caliper", "text"), ("doppler",), ("doppler", "caliper"),
            ("dots",)]
@@ -33,29 +29,10 @@ CHOICES = [(), ("caliper",), ("caliper", "dots"), ("text",), ("caliper", "text")
 
 def planted_set(folder: Path, patients_per_class: int, size: int, seed: int):
     """Ingested frames, their frame table and, per frame, the planted marks in ingest geometry."""
-    import pandas as pd
-
     sheet = make_demo(folder, n_patients_per_class=patients_per_class, images_per_patient=2, clips_per_patient=0,
                       seed=seed)
-    rng = np.random.default_rng(seed)
-    settings = IngestSettings(size=size, max_frames=1)
-    frames, rows, truth = [], [], []
-    for k, row in enumerate(sheet.itertuples()):
-        image = cv2.imread(str(folder / row.path), cv2.IMREAD_GRAYSCALE)
-        inside, _ = fan_geometry(*image.shape)
-        kinds = CHOICES[k % len(CHOICES)] if k % 4 else ()
-        marked, planted = plant_marks(image, inside, kinds, rng)
-        path = folder / f"planted_{k}.png"
-        cv2.imwrite(str(path), marked)
-        item = ingest_item(path, settings)
-        area, bbox = detect_scan_area([cv2.cvtColor(marked, cv2.COLOR_BGR2GRAY) if marked.ndim == 3 else marked])
-        # Widened by a pixel first: nearest-neighbour shrinking would skip 1-pixel strokes.
-        truth.append([(kind, crop_resize(cv2.dilate(mask.view(np.uint8), np.ones((3, 3), np.uint8)), bbox, area,
-                                         settings, is_mask=True).astype(bool)) for kind, mask in planted])
-        frames.append(item.frames[0])
-        rows.append({"row": k, "item_id": row.item_id, "patient_id": row.patient_id, "label": row.label,
-                     "colour": item.colour[0]})
-    return np.stack(frames), pd.DataFrame(rows), truth
+    plants = [CHOICES[k % len(CHOICES)] if k % 4 else () for k in range(len(sheet))]
+    return planted_stills(sheet, folder, plants, size, seed)
 
 
 def score(marks, truth):

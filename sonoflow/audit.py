@@ -420,3 +420,33 @@ def summary_page(summary: pd.DataFrame, title: str = "Data audit") -> str:
         parts.append("</table>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def planted_stills(sheet: pd.DataFrame, folder, plants: Sequence[Sequence[str]], size: int, seed: int
+                   ) -> tuple[np.ndarray, pd.DataFrame, list[list[tuple[str, np.ndarray]]]]:
+    """The demo stills of ``sheet`` (paths relative to ``folder``), the k-th with the marks
+    ``plants[k]`` burned in, ingested as the workflow does at ``size`` px: frames (N, size, size),
+    their frame table (with the colour share ingest records) and, per frame, each planted mark's
+    mask in ingest geometry (widened by a pixel first: nearest-neighbour shrinking would skip
+    1-pixel strokes)."""
+    from pathlib import Path
+
+    from sonoflow.demo import fan_geometry
+    from sonoflow.frames import IngestSettings, crop_resize, detect_scan_area, ingest_item
+
+    folder, rng = Path(folder), np.random.default_rng(seed)
+    settings = IngestSettings(size=size, max_frames=1)
+    frames, rows, truth = [], [], []
+    for k, row in enumerate(sheet.itertuples()):
+        image = cv2.imread(str(folder / row.path), cv2.IMREAD_GRAYSCALE)
+        marked, marks = plant_marks(image, fan_geometry(*image.shape)[0], plants[k], rng)
+        path = folder / f"planted_{k}.png"
+        cv2.imwrite(str(path), marked)
+        item = ingest_item(path, settings)
+        area, bbox = detect_scan_area([cv2.cvtColor(marked, cv2.COLOR_BGR2GRAY) if marked.ndim == 3 else marked])
+        truth.append([(kind, crop_resize(cv2.dilate(mask.view(np.uint8), np.ones((3, 3), np.uint8)), bbox, area,
+                                         settings, is_mask=True).astype(bool)) for kind, mask in marks])
+        frames.append(item.frames[0])
+        rows.append({"shard": "00", "row": k, "item_id": row.item_id, "patient_id": row.patient_id,
+                     "label": row.label, "split": "", "colour": item.colour[0]})
+    return np.stack(frames), pd.DataFrame(rows), truth

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 from sonoflow.audit import (AuditSettings, audit_frames, audit_summary, detect_marks, inpaint_marks, marked_frames,
-                            marks_per_class, plant_marks, summary_page)
-from sonoflow.demo import fan_geometry, make_demo
-from sonoflow.frames import IngestSettings, crop_resize, detect_scan_area, ingest_item
+                            marks_per_class, planted_stills, summary_page)
+from sonoflow.demo import make_demo
+from sonoflow.frames import IngestSettings, ingest_item
 from sonoflow.split import SplitSettings, make_splits, usable_frames
 
 LABELS = ["cyst", "hyperechoic_mass", "hypoechoic_mass", "normal"]
@@ -22,22 +22,7 @@ def planted(tmp_path_factory):
     (at the demo's own 256 px width): frames, frame table, planted marks in ingest geometry."""
     folder = tmp_path_factory.mktemp("audit")
     sheet = make_demo(folder, n_patients_per_class=4, images_per_patient=2, clips_per_patient=0, seed=5)
-    rng = np.random.default_rng(5)
-    settings = IngestSettings(size=256, max_frames=1)
-    frames, rows, truth = [], [], []
-    for k, row in enumerate(sheet.itertuples()):
-        image = cv2.imread(str(folder / row.path), cv2.IMREAD_GRAYSCALE)
-        marked, marks = plant_marks(image, fan_geometry(*image.shape)[0], PLANTS[k % 5], rng)
-        path = folder / f"planted_{k}.png"
-        cv2.imwrite(str(path), marked)
-        item = ingest_item(path, settings)
-        area, bbox = detect_scan_area([cv2.cvtColor(marked, cv2.COLOR_BGR2GRAY) if marked.ndim == 3 else marked])
-        truth.append([(kind, crop_resize(cv2.dilate(mask.view(np.uint8), np.ones((3, 3), np.uint8)), bbox, area,
-                                         settings, is_mask=True).astype(bool)) for kind, mask in marks])
-        frames.append(item.frames[0])
-        rows.append({"shard": "00", "row": k, "item_id": row.item_id, "patient_id": row.patient_id,
-                     "label": row.label, "split": "", "colour": item.colour[0]})
-    return np.stack(frames), pd.DataFrame(rows), truth
+    return planted_stills(sheet, folder, [PLANTS[k % 5] for k in range(len(sheet))], size=256, seed=5)
 
 
 def overlaps(boxes, mask):
