@@ -27,9 +27,9 @@ def readme_recovery_commands() -> list[list[str]]:
 
 
 def files_under(folder):
-    """Relative path -> bytes of every file under ``folder``, logs aside (they hold times)."""
+    """Relative path -> bytes of every file under ``folder``, logs and job benchmarks aside (they hold times)."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and "logs" not in p.relative_to(folder).parts}
+            if p.is_file() and not {"logs", "benchmarks"} & set(p.relative_to(folder).parts)}
 
 
 def test_killed_run_recovers_with_the_readme_steps_and_equals_a_clean_run(tmp_path):
