@@ -6,7 +6,7 @@ import pandas as pd
 from sonoflow.audit import AuditSettings, audit_summary, marks_figure, marks_per_class, read_marks, summary_page
 from sonoflow.dataset import FrameStore
 from sonoflow.dedup import read_pairs
-from sonoflow.io import save_csv, save_text
+from sonoflow.io import for_people, save_csv, save_text
 from sonoflow.logs import log_to
 
 with log_to(snakemake.log[0]) as log:
@@ -20,8 +20,8 @@ with log_to(snakemake.log[0]) as log:
         conflicts=read_pairs(snakemake.input.conflicts) if has_dedup else None,
         policies=pd.read_csv(snakemake.input.policies) if has_dedup else None,
         marks_policy=settings.marks, dedup_policy=dedup["policy"], conflicts_policy=dedup.get("conflicts"))
-    save_csv(snakemake.output.marks, marks_per_class(marks))
+    save_csv(snakemake.output.marks, for_people(marks_per_class(marks)))
     marks_figure(snakemake.output.figure, marks, FrameStore.from_paths(snakemake.input.arrays))
     save_text(snakemake.output.page, summary_page(summary))
-    save_csv(snakemake.output.summary, summary)
+    save_csv(snakemake.output.summary, for_people(summary))
     log.info("\n%s", summary.to_string(index=False))

@@ -2,7 +2,7 @@
 
 from sonoflow.audit import AuditSettings, read_marks
 from sonoflow.dataset import FrameStore, read_frame_table
-from sonoflow.io import save_csv
+from sonoflow.io import for_people, save_csv
 from sonoflow.logs import log_to
 from sonoflow.shortcuts import frame_features, shortcut_probe
 
@@ -15,7 +15,7 @@ with log_to(snakemake.log[0]) as log:
     groups = frame_features(frames, arrays, lesions, marks)
     table = shortcut_probe(frames, groups, snakemake.params.labels, settings.probe_folds, settings.probe_boot,
                            settings.probe_warn, settings.seed)
-    save_csv(snakemake.output.shortcuts, table)
+    save_csv(snakemake.output.shortcuts, for_people(table))
     log.info("\n%s", table.drop(columns="warning").to_string(index=False))
     for warning in table["warning"]:
         if warning and not warning.startswith("too few"):
