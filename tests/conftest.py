@@ -75,6 +75,7 @@ def planned_jobs(workdir: Path, *args: str, config: dict | None = None) -> dict[
     return dict(collections.Counter(names))
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the groups to schedule them
 def pytest_collection_modifyitems(config, items):
     """The SLURM tests last: once they have installed SLURM's client, every snakemake start-up
     waits ~10 s (the executor plugin asks `scontrol` on import), which the other tests need not pay.
