@@ -21,11 +21,14 @@ demo: $(STAMP)
 report: $(STAMP)
 	$(BIN)/snakemake --report results/report.html
 
-# Two workers (pytest-xdist): the tests that read the shared demo run stay on one of them.
+# Two workers (pytest-xdist): the tests that read the shared demo run stay on one of them. The
+# SLURM tests (skipped unless SONOFLOW_TEST_SLURM=1) run after the rest, on one process: one local
+# cluster at a time.
 PYTEST_WORKERS ?= 2
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slurm"
+	$(BIN)/python -m pytest -m slurm
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
