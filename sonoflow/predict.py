@@ -158,7 +158,8 @@ def predict_run(frames: pd.DataFrame, checkpoints: Sequence[str | os.PathLike], 
         if list(checkpoint["labels"]) != list(labels):
             raise ValueError(f"{path} was trained for labels {checkpoint['labels']}, the run's are {list(labels)}")
         probs = predict_proba(model, store.gather(frames), checkpoint["settings"]["input_size"],
-                              device=next(model.parameters()).device, amp=checkpoint["settings"].get("amp", True))
+                              device=next(model.parameters()).device, amp=checkpoint["settings"].get("amp", True),
+                              tta=checkpoint["settings"].get("tta") or ())
         fold_tables.append(prediction_table(frames, probs, labels))
     prediction = ensemble_prediction(fold_tables, labels, thresholds, positive, temperature=temperature,
                                      pooling=pooling, k=k)

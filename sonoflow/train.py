@@ -41,6 +41,12 @@ class AugmentSettings:
     scale: float = 0.1  # max zoom in or out, as a fraction
     brightness: float = 0.1  # max additive change, in units of the [0, 1] intensity range
     contrast: float = 0.1  # max relative change of contrast
+    # Ultrasound's own variation (0 = off): what another gain knob, time-gain compensation, depth
+    # setting or probe would change in the same anatomy.
+    speckle: float = 0.0  # multiplicative noise of up to this std, at speckle scale (2x2 px cells)
+    gain: float = 0.0  # max relative change of overall gain (multiplicative, unlike brightness)
+    tgc: float = 0.0  # max relative gain change at the top and bottom (time-gain compensation ramp)
+    depth_crop: float = 0.0  # max share of the depth cut off (the top part shown larger, as a shallower depth)
 
     @property
     def enabled(self) -> bool:
@@ -67,13 +73,18 @@ class TrainSettings:
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # mixed precision on CUDA
     augment: AugmentSettings = field(default_factory=AugmentSettings)
+    # The recipe beyond the loop (0 / empty = off; config.yaml switches them on).
+    warmup_epochs: int = 0  # linear warm-up of the learning rate before the cosine schedule
+    label_smoothing: float = 0.0  # training loss only; validation loss (early stopping) stays plain
+    ema: float = 0.0  # decay of an exponential moving average of the weights (timm's ModelEmaV3, with warm-up)
+    tta: tuple[str, ...] = ()  # test-time views averaged in the saved predictions and predict: hflip, shift
 
     @classmethod
     def from_config(cls, config: Mapping, model: str, weights: str | None = None) -> "TrainSettings":
-        known = {f.name for f in fields(cls)} - {"model", "weights", "augment"}
+        known = {f.name for f in fields(cls)} - {"model", "weights", "augment", "tta"}
         values = {key: config[key] for key in known if key in config and config[key] is not None}
         augment = AugmentSettings(**(config.get("augment") or {}))
-        return cls(model=model, weights=weights, augment=augment, **values)
+        return cls(model=model, weights=weights, augment=augment, tta=tuple(config.get("tta") or ()), **values)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -145,8 +156,23 @@ def augment_batch(x: torch.Tensor, settings: AugmentSettings, generator: torch.G
         ],
         dim=1,
     )
+    ultrasound = settings.speckle or settings.gain or settings.tgc or settings.depth_crop
+    if ultrasound:  # drawn only when used, so that the geometric draws stay those of earlier versions
+        # Rows: gain, TGC slope, TGC curvature (signed), depth kept (1 - depth_crop x uniform).
+        extra = torch.rand(4, batch, generator=generator)
+        extra_signed = (extra * 2 - 1) * torch.tensor([settings.gain, settings.tgc, settings.tgc, 0.0])[:, None]
+        extra_signed[3] = 1 - settings.depth_crop * extra[3]
+        noise_seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        extra_signed = extra_signed.to(x.device)
+        # A shallower depth: the top `kept` share of the (already moved) image fills the frame,
+        # zoomed about the top centre (where the probe is), as a scanner shows it.
+        kept = extra_signed[3].to(theta.dtype)
+        theta = theta * kept.view(-1, 1, 1)
+        theta[:, 1, 2] += kept - 1
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if ultrasound:
+        x = ultrasound_intensity(x, extra_signed[0], extra_signed[1], extra_signed[2], settings.speckle, noise_seed)
     contrast = (1 + signed[5]).view(-1, 1, 1, 1)
     brightness = signed[6].view(-1, 1, 1, 1)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
@@ -155,6 +181,29 @@ def augment_batch(x: torch.Tensor, settings: AugmentSettings, generator: torch.G
         return x
     masks = F.grid_sample(masks, grid[: len(masks)], mode="nearest", padding_mode="zeros", align_corners=False)
     return x, masks
+
+
+def ultrasound_intensity(x: torch.Tensor, gain: torch.Tensor, slope: torch.Tensor, curve: torch.Tensor,
+                         speckle: float, seed: int) -> torch.Tensor:
+    """Gain, a time-gain-compensation ramp down the depth (rows) and multiplicative speckle noise.
+
+    ``gain``, ``slope`` and ``curve`` are per-sample signed changes; the depth profile is
+    ``1 + slope * d + curve * (d ** 2 - 1/3)`` with ``d`` from -1 (top) to 1 (bottom). Speckle is
+    multiplicative noise on 2x2-pixel cells (speckle is coarser than a pixel), its std drawn per
+    sample up to ``speckle``, from a generator on x's device seeded from the batch's draws.
+    """
+    depth = torch.linspace(-1, 1, x.shape[-2], device=x.device, dtype=x.dtype).view(1, 1, -1, 1)
+    profile = (1 + gain.view(-1, 1, 1, 1)) * (1 + slope.view(-1, 1, 1, 1) * depth
+                                                + curve.view(-1, 1, 1, 1) * (depth**2 - 1 / 3))
+    x = x * profile.clamp_min(0)
+    if speckle:
+        noise_generator = torch.Generator(device=x.device).manual_seed(seed)
+        cells = (x.shape[0], 1, (x.shape[-2] + 1) // 2, (x.shape[-1] + 1) // 2)
+        strength = torch.rand(x.shape[0], 1, 1, 1, generator=noise_generator, device=x.device, dtype=x.dtype) * speckle
+        noise = torch.randn(cells, generator=noise_generator, device=x.device, dtype=x.dtype)
+        noise = F.interpolate(noise, size=x.shape[-2:], mode="nearest")
+        x = x * (1 + strength * noise).clamp_min(0)
+    return x.clamp_(0, 1)
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
@@ -173,12 +222,33 @@ def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Opt
     raise ValueError(f"unknown optimizer {settings.optimizer!r}; use adamw or sgd")
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, settings: TrainSettings):
-    if settings.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(settings.epochs, 1))
+def lr_factor(epoch: int, settings: TrainSettings) -> float:
+    """The learning rate of epoch index ``epoch`` (0-based) as a share of ``lr``: a linear warm-up
+    over ``warmup_epochs`` (1/(w+1), 2/(w+1), ...), then constant (scheduler none) or a cosine
+    from 1 towards 0 over the remaining epochs (with no warm-up, torch's CosineAnnealingLR)."""
+    warmup = min(settings.warmup_epochs, max(settings.epochs - 1, 0))
+    if epoch < warmup:
+        return (epoch + 1) / (warmup + 1)
     if settings.scheduler == "none":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
-    raise ValueError(f"unknown scheduler {settings.scheduler!r}; use cosine or none")
+        return 1.0
+    return 0.5 * (1 + math.cos(math.pi * (epoch - warmup) / max(settings.epochs - warmup, 1)))
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, settings: TrainSettings):
+    if settings.scheduler not in ("cosine", "none"):
+        raise ValueError(f"unknown scheduler {settings.scheduler!r}; use cosine or none")
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: lr_factor(epoch, settings))
+
+
+def make_ema(model: nn.Module, settings: TrainSettings):
+    """timm's ModelEmaV3 of ``model`` (None when ``ema`` is 0). Its warm-up lets the average
+    follow the weights closely in the first steps (decay 1 - (1 + step) ** -2/3, capped at
+    ``ema``): short fine-tunes never average in the untrained head's first weights for long."""
+    if not settings.ema:
+        return None
+    from timm.utils import ModelEmaV3
+
+    return ModelEmaV3(model, decay=settings.ema, use_warmup=True)
 
 
 def data_fingerprint(*arrays: np.ndarray) -> str:
@@ -232,19 +302,47 @@ def batches_on(batches: Sequence[torch.Tensor], device: torch.device) -> Sequenc
     return to_device(torch.cat(list(batches)), device).split([len(index) for index in batches])
 
 
+TTA_VIEWS = ("hflip", "shift")
+TTA_SHIFT = 0.04  # share of the side, each way
+
+
+def tta_views(x: torch.Tensor, tta: Sequence[str]) -> list[torch.Tensor]:
+    """The test-time views of a [0, 1] batch: itself; with ``hflip`` its mirror image; with
+    ``shift`` four copies moved by TTA_SHIFT of the side (left, right, up, down; the edge that
+    comes in is black, as outside a scan)."""
+    unknown = set(tta) - set(TTA_VIEWS)
+    if unknown:
+        raise ValueError(f"unknown test-time augmentation {sorted(unknown)}; use {', '.join(TTA_VIEWS)}")
+    views = [x]
+    if "hflip" in tta:
+        views.append(x.flip(-1))
+    if "shift" in tta:
+        h, w = x.shape[-2:]
+        dy, dx = max(1, round(TTA_SHIFT * h)), max(1, round(TTA_SHIFT * w))
+        views += [F.pad(x, (dx, 0, 0, 0))[..., :w], F.pad(x, (0, dx, 0, 0))[..., dx:],
+                  F.pad(x, (0, 0, dy, 0))[..., :h, :], F.pad(x, (0, 0, 0, dy))[..., dy:, :]]
+    return views
+
+
 @torch.no_grad()
 def predict_proba(model: nn.Module, frames: np.ndarray | torch.Tensor, input_size: int,
-                  batch_size: int = 64, device: torch.device | None = None, amp: bool = True) -> np.ndarray:
-    """Softmax probabilities (N, n_classes) for uint8 frames (N, H, W) or (N, C, H, W)."""
+                  batch_size: int = 64, device: torch.device | None = None, amp: bool = True,
+                  tta: Sequence[str] = ()) -> np.ndarray:
+    """Softmax probabilities (N, n_classes) for uint8 frames (N, H, W) or (N, C, H, W); with
+    ``tta`` the mean of the probabilities over the test-time views (``tta_views``)."""
     device = device or next(model.parameters()).device
     model.eval()
     data = torch.as_tensor(np.asarray(frames)) if not isinstance(frames, torch.Tensor) else frames
     outputs = []
     for start in range(0, len(data), batch_size):
-        x = normalise(as_unit_float(data[start : start + batch_size].to(device)), input_size)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
-            logits = model(x)
-        outputs.append(torch.softmax(logits.float(), dim=1).cpu())
+        x = as_unit_float(data[start : start + batch_size].to(device))
+        probs = 0
+        views = tta_views(x, tta)
+        for view in views:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+                logits = model(normalise(view, input_size))
+            probs = probs + torch.softmax(logits.float(), dim=1)
+        outputs.append((probs / len(views)).cpu())
     return torch.cat(outputs).numpy() if outputs else np.zeros((0, 0), np.float32)
 
 
@@ -294,12 +392,15 @@ def train_classifier(
     y_val = torch.tensor(val_labels, dtype=torch.long)
 
     weights = class_weights(train_labels, n_classes) if settings.class_weighting == "balanced" else None
-    loss_fn = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None)
+    loss_fn = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None,
+                                  label_smoothing=settings.label_smoothing)
     eval_loss = nn.NLLLoss(weight=weights)
     optimizer = make_optimizer(model, settings)
     scheduler = make_scheduler(optimizer, settings)
     generator = torch.Generator().manual_seed(settings.seed)
     batches = EpochBatches(train_labels, settings.batch_size, settings.class_weighting == "sampler", generator)
+    ema = make_ema(model, settings)
+    step = 0  # optimiser steps so far (the EMA's warm-up)
 
     fingerprint = json.dumps([settings.to_dict(), data_fingerprint(train_frames, train_labels, val_frames, val_labels)],
                              sort_keys=True, default=str)
@@ -314,7 +415,9 @@ def train_classifier(
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         history, best_loss, best_epoch, best_state = state["history"], state["best_loss"], state["best_epoch"], state["best_state"]
-        start_epoch = state["epoch"]
+        start_epoch, step = state["epoch"], state.get("step", 0)
+        if ema is not None:
+            ema.module.load_state_dict(state["ema"])
         log.info("resuming from the state saved after epoch %d", start_epoch)
 
     for epoch in range(start_epoch + 1, settings.epochs + 1):
@@ -340,19 +443,23 @@ def train_classifier(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            step += 1
+            if ema is not None:
+                ema.update(model, step=step)
             seen += len(index)
             loss_sum += loss.detach() * len(index)
             correct += (logits.argmax(1) == y).sum()
         scheduler.step()
         train_loss, train_accuracy = float(loss_sum) / max(seen, 1), int(correct) / max(seen, 1)  # waits for the device
         seconds = time.perf_counter() - started
+        scored = ema.module if ema is not None else model  # what is validated and kept: the average, when there is one
         row = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
-               **validation_metrics(predict_proba(model, x_val, settings.input_size, max(settings.batch_size, 64),
+               **validation_metrics(predict_proba(scored, x_val, settings.input_size, max(settings.batch_size, 64),
                                                   device, settings.amp), y_val.numpy(), eval_loss),
                "lr": optimizer.param_groups[0]["lr"], "seconds": seconds, "images_per_s": seen / max(seconds, 1e-9)}
         if row["val_loss"] < best_loss:
             best_loss, best_epoch = row["val_loss"], epoch
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            best_state = {k: v.detach().cpu().clone() for k, v in scored.state_dict().items()}
         history.append(row)
         log.info("epoch %d/%d train_loss %.4f val_loss %.4f val_acc %.3f%s (%.0f img/s)", epoch, settings.epochs,
                  row["train_loss"], row["val_loss"], row["val_accuracy"],
@@ -362,7 +469,8 @@ def train_classifier(
                 "fingerprint": fingerprint, "epoch": epoch, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "history": history,
-                "best_loss": best_loss, "best_epoch": best_epoch, "best_state": best_state,
+                "best_loss": best_loss, "best_epoch": best_epoch, "best_state": best_state, "step": step,
+                **({"ema": ema.module.state_dict()} if ema is not None else {}),
             })
 
     if best_state is not None:
@@ -478,7 +586,8 @@ def run_fold(
     device = next(result.model.parameters()).device
     for name in ("val", "test"):
         part = parts[name]
-        probs = (predict_proba(result.model, store.gather(part), settings.input_size, device=device, amp=settings.amp)
+        probs = (predict_proba(result.model, store.gather(part), settings.input_size, device=device, amp=settings.amp,
+                               tta=settings.tta)
                  if len(part) else np.zeros((0, len(labels)), np.float32))
         save_csv(out_dir / f"predictions_{name}.csv", prediction_table(part, probs, labels))
     return result

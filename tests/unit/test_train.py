@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from sonoflow.train import (AugmentSettings, EpochBatches, TrainSettings, augment_batch, class_weights,
-                            normalise, as_unit_float, train_classifier)
+from sonoflow.train import (AugmentSettings, EpochBatches, TrainSettings, augment_batch, class_weights, lr_factor,
+                            normalise, as_unit_float, predict_proba, train_classifier, tta_views, validation_metrics)
 
 
 def tiny_cnn(n_classes: int = 2) -> nn.Module:
@@ -99,9 +99,17 @@ def test_early_stopping_stops_after_patience(caplog):
             in caplog.text), caplog.text
 
 
-def test_interrupted_training_resumes_and_matches_an_uninterrupted_run(tmp_path, monkeypatch):
+# Every piece of the recipe on (config.yaml's defaults, stronger).
+RECIPE = TrainSettings(**{**SETTINGS.__dict__, "warmup_epochs": 2, "label_smoothing": 0.1, "ema": 0.9, "tta": ("hflip",),
+                          "augment": AugmentSettings(rotate=5, translate=0.02, scale=0.05, speckle=0.2, gain=0.2,
+                                                     tgc=0.2, depth_crop=0.2)})
+
+
+@pytest.mark.parametrize("settings", [SETTINGS, RECIPE], ids=["plain", "recipe"])
+def test_interrupted_training_resumes_and_matches_an_uninterrupted_run(tmp_path, monkeypatch, settings):
     import sonoflow.train as train_module
 
+    SETTINGS = settings
     x, y = bright_vs_dark(64, seed=0)
     xv, yv = bright_vs_dark(32, seed=1)
     reference = train_classifier(tiny_cnn(), x, y, xv, yv, 2, SETTINGS)
@@ -185,3 +193,99 @@ def test_batches_reach_the_device_in_the_order_drawn():
     moved = batches_on(list(batches), torch.device("cpu"))
     assert [b.tolist() for b in moved] == [b.tolist() for b in again.on(torch.device("cpu"))]
     assert sorted(torch.cat(list(moved)).tolist()) == list(range(10))
+
+
+def test_recipe_learns_and_keeps_the_weights_it_validated():
+    """Warm-up, label smoothing, EMA and ultrasound augmentation together still learn the toy task;
+    the model returned is the one whose validation loss is the history's best (with EMA: the
+    average, not the last raw weights), and EMA changes what is kept."""
+    x, y = bright_vs_dark(96, seed=0)
+    xv, yv = bright_vs_dark(48, seed=1)
+    result = train_classifier(tiny_cnn(), x, y, xv, yv, 2, RECIPE)
+    assert result.history["val_accuracy"].max() > 0.9, result.history
+    weights = torch.tensor([1.0, 1.0])
+    kept = validation_metrics(predict_proba(result.model, xv, RECIPE.input_size), yv, nn.NLLLoss(weight=weights))
+    assert kept["val_loss"] == pytest.approx(result.best_val_loss, rel=1e-4)
+    plain = train_classifier(tiny_cnn(), x, y, xv, yv, 2, TrainSettings(**{**RECIPE.__dict__, "ema": 0.0}))
+    assert not np.allclose(plain.history["val_loss"], result.history["val_loss"])
+
+
+def test_learning_rate_warms_up_then_follows_the_cosine():
+    settings = TrainSettings(epochs=10, warmup_epochs=2, lr=1.0)
+    factors = [lr_factor(epoch, settings) for epoch in range(10)]
+    assert factors[:3] == pytest.approx([1 / 3, 2 / 3, 1.0])
+    assert all(a > b for a, b in zip(factors[2:], factors[3:]))  # then only down
+    # Without warm-up: exactly torch's CosineAnnealingLR.
+    plain = TrainSettings(epochs=10, warmup_epochs=0, lr=1.0)
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=10)
+    expected = []
+    for _ in range(10):
+        expected.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        cosine.step()
+    assert [lr_factor(epoch, plain) for epoch in range(10)] == pytest.approx(expected, abs=1e-9)
+    assert lr_factor(3, TrainSettings(epochs=10, warmup_epochs=0, scheduler="none")) == 1.0
+
+
+def test_test_time_views_and_their_mean():
+    x = torch.rand(3, 1, 25, 25)
+    views = tta_views(x, ("hflip", "shift"))
+    assert len(views) == 6 and all(view.shape == x.shape for view in views)
+    torch.testing.assert_close(views[1], x.flip(-1))
+    torch.testing.assert_close(views[2][..., 1:], x[..., :-1])  # moved right by 1 px (4% of 25)
+    assert torch.all(views[2][..., 0] == 0)
+    with pytest.raises(ValueError, match="rotate"):
+        tta_views(x, ("rotate",))
+    model = tiny_cnn()
+    frames = bright_vs_dark(8)[0]
+    mirrored = np.ascontiguousarray(frames[..., ::-1])
+    expected = (predict_proba(model, frames, 24) + predict_proba(model, mirrored, 24)) / 2
+    np.testing.assert_allclose(predict_proba(model, frames, 24, tta=("hflip",)), expected, atol=1e-6)
+
+
+NO_GEOMETRY = dict(hflip=0, rotate=0, translate=0, scale=0, brightness=0, contrast=0)
+
+
+def test_depth_crop_shows_the_top_of_the_image_larger_and_moves_masks_alike():
+    rows = torch.linspace(0, 1, 40).view(1, 1, 40, 1).expand(2, 1, 40, 40).contiguous()
+    masks = torch.zeros(2, 1, 40, 40)
+    masks[:, :, 30:, :] = 1  # a "lesion" in the bottom quarter
+    out, moved = augment_batch(rows, AugmentSettings(**NO_GEOMETRY, depth_crop=0.5), torch.Generator().manual_seed(0),
+                               masks=masks)
+    kept = out[:, 0, -1, 20]  # the bottom row now shows a shallower depth of the original
+    assert torch.all(kept < 0.99) and torch.all(kept >= 0.49)
+    assert torch.all(out[:, 0, 0, 20] < 0.03)  # the top (the probe) stays at the top
+    # The image and its mask moved together: where the mask is, the image shows original rows >= 30.
+    assert torch.all(out[moved.bool()] >= 29 / 39 - 0.03)
+    assert moved.sum() < masks.sum()
+
+
+def test_gain_tgc_and_speckle_change_intensity_not_geometry():
+    x = torch.full((64, 1, 32, 32), 0.4)
+    generator = torch.Generator().manual_seed(1)
+    tgc = augment_batch(x, AugmentSettings(**NO_GEOMETRY, tgc=0.5), generator)
+    ramp = tgc[:, 0, -1, :].mean(1) - tgc[:, 0, 0, :].mean(1)  # bottom minus top, per sample
+    assert ramp.abs().max() > 0.1 and (ramp > 0).any() and (ramp < 0).any()
+    gain = augment_batch(x, AugmentSettings(**NO_GEOMETRY, gain=0.5), generator)
+    per_sample = gain.mean(dim=(1, 2, 3))
+    assert per_sample.min() < 0.3 and per_sample.max() > 0.5
+    torch.testing.assert_close(gain.std(dim=(1, 2, 3)), torch.zeros(64), atol=1e-5, rtol=0)  # uniform per image
+    speckle = augment_batch(x, AugmentSettings(**NO_GEOMETRY, speckle=0.3), torch.Generator().manual_seed(2))
+    again = augment_batch(x, AugmentSettings(**NO_GEOMETRY, speckle=0.3), torch.Generator().manual_seed(2))
+    torch.testing.assert_close(speckle, again)
+    assert speckle.std() > 0.02 and abs(float(speckle.mean()) - 0.4) < 0.02
+    # Speckle cells are 2x2 pixels.
+    torch.testing.assert_close(speckle[..., 0::2, 0::2], speckle[..., 1::2, 1::2])
+    # Switched off, they draw nothing: the random stream (and so every result) is that of earlier versions.
+    used, fresh = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    augment_batch(x, AugmentSettings(), used)
+    torch.rand(7, len(x), generator=fresh)
+    assert torch.equal(torch.rand(5, generator=used), torch.rand(5, generator=fresh))
+
+
+def test_recipe_settings_come_from_the_config():
+    settings = TrainSettings.from_config({"tta": ["hflip", "shift"], "ema": 0.99, "label_smoothing": 0.1,
+                                          "warmup_epochs": 1, "augment": {"speckle": 0.1}}, "efficientnet_lite0")
+    assert settings.tta == ("hflip", "shift") and settings.ema == 0.99 and settings.augment.speckle == 0.1
+    assert TrainSettings.from_config({}, "resnet18").tta == ()
