@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 
-VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".gif", ".m4v", ".mkv"})
+VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".gif", ".m4v", ".mkv", ".mpeg", ".mpg"})
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 DICOM_EXTENSIONS = frozenset({".dcm", ".dicom"})
 SUPPORTED_EXTENSIONS = VIDEO_EXTENSIONS | IMAGE_EXTENSIONS | DICOM_EXTENSIONS
