@@ -24,7 +24,7 @@ def shard_name(path: str | os.PathLike) -> str:
 def read_frame_table(path: str | os.PathLike) -> pd.DataFrame:
     return pd.read_csv(
         path,
-        dtype={"shard": str, "item_id": str, "patient_id": str, "label": str, "split": str},
+        dtype={"shard": str, "item_id": str, "patient_id": str, "label": str, "split": str, "scanner": str},
         keep_default_na=False,
     )
 

@@ -19,14 +19,14 @@ import numpy as np
 import pandas as pd
 
 from sonoflow.io import atomic_dir, save_csv, save_npy
-from sonoflow.media import INTENSITY_MODES, MediaError, iter_frames, media_kind, read_image
+from sonoflow.media import INTENSITY_MODES, MediaError, iter_frames, media_kind, read_image, scanner_tags
 
 log = logging.getLogger("sonoflow.frames")
 
 RESIZE_MODES = ("pad", "stretch")
 FRAME_COLUMNS = [
     "row", "item_id", "patient_id", "label", "split", "frame_index", "time_s", "has_mask",
-    "source_height", "source_width", "crop_y0", "crop_y1", "crop_x0", "crop_x1", "colour",
+    "source_height", "source_width", "crop_y0", "crop_y1", "crop_x0", "crop_x1", "colour", "scanner",
 ]
 BBox = tuple[int, int, int, int]  # y0, y1, x0, x1 (end-exclusive)
 
@@ -366,6 +366,7 @@ class IngestedItem:
     source_shape: tuple[int, int]  # height, width
     bbox: BBox
     colour: list[float] | None = None  # per frame: share of the scan area in colour (before grayscale)
+    scanner: str = ""  # the device named in the file's header (DICOM, EXIF), "" when none
 
 
 def mask_paths(value: object) -> list[str]:
@@ -406,7 +407,7 @@ def ingest_item(path: str | os.PathLike, settings: IngestSettings, masks: list[s
     if masks:
         out_masks = crop_resize(read_mask(masks, source_shape), bbox, area, settings, is_mask=True)[None]
     colour_share = [round(float(np.count_nonzero(c & area)) / max(int(np.count_nonzero(area)), 1), 5) for c in colour]
-    return IngestedItem(out, out_masks, indices, times, source_shape, bbox, colour_share)
+    return IngestedItem(out, out_masks, indices, times, source_shape, bbox, colour_share, scanner_tags(path))
 
 
 def preview_image(frame: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
@@ -488,7 +489,7 @@ def ingest_shard(rows: pd.DataFrame, settings: IngestSettings, out_dir: str | os
                     "frame_index": index, "time_s": time_s, "has_mask": item.masks is not None,
                     "source_height": item.source_shape[0], "source_width": item.source_shape[1],
                     "crop_y0": item.bbox[0], "crop_y1": item.bbox[1], "crop_x0": item.bbox[2], "crop_x1": item.bbox[3],
-                    "colour": colour,
+                    "colour": colour, "scanner": item.scanner,
                 })
             frames.append(item.frames)
             masks.append(item.masks if item.masks is not None else np.zeros_like(item.frames))

@@ -140,6 +140,30 @@ def _dicom_fps(ds) -> float:
     return float(getattr(ds, "CineRate", 0) or getattr(ds, "RecommendedDisplayFrameRate", 0) or 0)
 
 
+def scanner_tags(path: str | os.PathLike) -> str:
+    """Which device made the file, from its header: DICOM Manufacturer and ManufacturerModelName,
+    or a JPEG/TIFF's EXIF Make and Model; "" when the file says nothing (PNG, most videos). A
+    label that follows the scanner is a shortcut (sonoflow.shortcuts's ``scanner`` group)."""
+    kind = media_kind(path)
+    try:
+        if kind == "dicom":
+            import pydicom
+
+            ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+            parts = [getattr(ds, "Manufacturer", ""), getattr(ds, "ManufacturerModelName", "")]
+        elif kind == "image" and Path(path).suffix.lower() in (".jpg", ".jpeg", ".tif", ".tiff"):
+            from PIL import Image
+
+            with Image.open(path) as image:
+                exif = image.getexif()
+            parts = [exif.get(0x010F, ""), exif.get(0x0110, "")]  # Make, Model
+        else:
+            return ""
+    except Exception:  # noqa: BLE001 - a header we cannot read names no scanner; decoding reports real damage
+        return ""
+    return " ".join(str(part).strip().replace("\x00", "") for part in parts if str(part).strip()).strip()
+
+
 def _dicom_pixels(path: str | os.PathLike, intensity: str = "bit_depth") -> tuple[np.ndarray, float]:
     """All frames as (N, H, W) uint8 or (N, H, W, 3) BGR, and the frame rate (0 if unknown).
 

@@ -29,7 +29,7 @@ import pandas as pd
 
 log = logging.getLogger("sonoflow.shortcuts")
 
-GROUPS = ("size", "geometry", "marks", "intensity", "blanked")
+GROUPS = ("size", "geometry", "scanner", "marks", "intensity", "blanked")
 COMBINED = "all but blanked"
 GRID = 6
 SHORTCUT_COLUMNS = ["group", "frames", "patients", "features", "auc", "ci_low", "ci_high", "top_features", "warning"]
@@ -55,6 +55,10 @@ def frame_features(frames: pd.DataFrame, arrays: np.ndarray, lesions: np.ndarray
             colour=marks["colour"].astype(float))
     elif "colour" in frames:
         groups["marks"] = pd.DataFrame({"colour": frames["colour"].astype(float)})
+    scanners = frames["scanner"].fillna("").astype(str) if "scanner" in frames else pd.Series("", index=frames.index)
+    if scanners.nunique() > 1:  # the make and model in DICOM/EXIF headers, one column each ("" = not named)
+        groups["scanner"] = pd.get_dummies(scanners.replace("", "(none)"), prefix="scanner", prefix_sep=": ",
+                                           dtype=float)
     has_mask = frames["has_mask"].astype(str).str.lower().eq("true").to_numpy() if "has_mask" in frames else \
         np.zeros(len(frames), bool)
     rows, blanked = [], []

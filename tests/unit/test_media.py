@@ -280,3 +280,25 @@ def test_mpeg_program_streams_are_videos(tmp_path):
         # its sample over the frames that decode, so a capped sample still spans the clip.
         item = ingest_item(path, IngestSettings(size=32, max_frames=3, crop=False, dedup_threshold=0))
         assert item.frame_indices[0] == 0 and item.frame_indices[-1] == 5 and len(item.frame_indices) == 3
+
+
+def test_scanner_tags_come_from_dicom_and_exif_headers(tmp_path):
+    import pydicom
+    from PIL import Image
+
+    from sonoflow.media import scanner_tags
+
+    dicom = write_dicom(tmp_path / "a.dcm", np.zeros((1, 8, 8), np.uint8))
+    assert scanner_tags(dicom) == ""
+    ds = pydicom.dcmread(str(dicom))
+    ds.Manufacturer, ds.ManufacturerModelName = "Acme Medical", "Sono 5"
+    ds.save_as(str(dicom))
+    assert scanner_tags(dicom) == "Acme Medical Sono 5"
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Zeta", "Z1"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "b.jpg", exif=exif)
+    assert scanner_tags(tmp_path / "b.jpg") == "Zeta Z1"
+    cv2.imwrite(str(tmp_path / "c.png"), np.zeros((8, 8), np.uint8))
+    assert scanner_tags(tmp_path / "c.png") == ""
+    (tmp_path / "d.jpg").write_bytes(b"not a jpeg")
+    assert scanner_tags(tmp_path / "d.jpg") == ""  # unreadable header: no scanner (decoding reports the damage)

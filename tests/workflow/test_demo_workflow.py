@@ -456,6 +456,18 @@ def test_predict_on_held_out_cases_reproduces_evaluation_and_retrains_nothing(de
     assert planned_jobs(workdir, "predict", config=config) == {}
 
 
+def test_predict_inpaints_new_cases_when_training_did(demo_run, tmp_path):
+    """Under `audit.marks: inpaint` new cases are prepared as the training frames were: audited,
+    inpainted, then denoised; under `report` predict neither audits nor inpaints."""
+    held_out_sheet(demo_run, tmp_path / "held_out.csv")
+    config = {"predict": {"samples": str(tmp_path / "held_out.csv")}}
+    inpaint = planned_jobs(demo_run, "predict", config={**config, "audit": {"marks": "inpaint"}})
+    assert inpaint.get("predict_audit") == 1 and inpaint.get("predict_audit_inpaint") == 1, inpaint
+    assert inpaint.get("predict_denoise") == 1, inpaint
+    report = planned_jobs(demo_run, "predict", config=config)
+    assert not {"predict_audit", "predict_audit_inpaint"} & set(report), report
+
+
 def test_predict_sheet_with_a_missing_file_fails_naming_the_row(demo_run, tmp_path):
     workdir = tmp_path / "predict_bad"
     shutil.copytree(demo_run, workdir, symlinks=True)

@@ -157,12 +157,12 @@ def audit_marks_for_split(wildcards):
     return expand("results/audit/shard_{shard}/marks.csv", shard=SHARDS) if uses_marks else []
 
 
-def denoise_source(wildcards):
+def denoise_source(wildcards, base="results"):
     """The frames denoise reads: the ingested ones, or with `audit.marks: inpaint` the same frames
-    with their burned-in marks inpainted."""
+    with their burned-in marks inpainted (under ``base``: the run's, or a predict batch's)."""
     if config["audit"]["enabled"] and config["audit"]["marks"] == "inpaint":
-        return f"results/audit/shard_{wildcards.shard}/inpainted.npy"
-    return f"results/ingest/shard_{wildcards.shard}/frames.npy"
+        return f"{base}/audit/shard_{wildcards.shard}/inpainted.npy"
+    return f"{base}/ingest/shard_{wildcards.shard}/frames.npy"
 
 
 def dedup_crossing(wildcards):

@@ -27,9 +27,31 @@ use rule ingest as predict_ingest with:
         "results/logs/predict/{batch}/ingest_{shard}.log",
 
 
-use rule denoise as predict_denoise with:
+# With `audit.marks: inpaint` the new frames lose their burned-in marks as the training frames did.
+use rule audit as predict_audit with:
     input:
         frames="results/predict/{batch}/ingest/shard_{shard}/frames.npy",
+        table="results/predict/{batch}/ingest/shard_{shard}/frames.csv",
+    output:
+        marks="results/predict/{batch}/audit/shard_{shard}/marks.csv",
+        masks="results/predict/{batch}/audit/shard_{shard}/marks.npy",
+    log:
+        "results/logs/predict/{batch}/audit_{shard}.log",
+
+
+use rule audit_inpaint as predict_audit_inpaint with:
+    input:
+        frames="results/predict/{batch}/ingest/shard_{shard}/frames.npy",
+        masks="results/predict/{batch}/audit/shard_{shard}/marks.npy",
+    output:
+        frames="results/predict/{batch}/audit/shard_{shard}/inpainted.npy",
+    log:
+        "results/logs/predict/{batch}/inpaint_{shard}.log",
+
+
+use rule denoise as predict_denoise with:
+    input:
+        frames=lambda wildcards: denoise_source(wildcards, f"results/predict/{wildcards.batch}"),
     output:
         frames="results/predict/{batch}/denoise/shard_{shard}/frames.npy",
     benchmark:
