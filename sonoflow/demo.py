@@ -92,9 +92,14 @@ def lesion_mask(lesion: Lesion, height: int, width: int) -> np.ndarray:
 APPEARANCE = {"cyst": (0.06, 1.8), "hyperechoic_mass": (2.1, 1.0), "hypoechoic_mass": (0.38, 0.4)}
 
 
-def apply_lesion(echo: np.ndarray, region: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+def apply_lesion(echo: np.ndarray, region: np.ndarray, kind: str, rng: np.random.Generator,
+                 contrast: float = 1.0) -> np.ndarray:
+    """The lesion's echogenicity and its posterior effect; ``contrast`` scales both towards the
+    tissue's (0: the lesion is invisible, only its mask tells where it is)."""
     inside, posterior = APPEARANCE[kind]
     inside *= rng.uniform(0.85, 1.15)
+    if contrast != 1.0:
+        inside, posterior = 1 + contrast * (inside - 1), 1 + contrast * (posterior - 1)
     # Everything below the lesion along the beam (approximately vertical) gets the posterior effect.
     below = np.maximum.accumulate(region, axis=0) - region
     below = cv2.GaussianBlur(below, (0, 0), 2) * np.exp(-np.cumsum(below, axis=0) / (0.5 * echo.shape[0]))
@@ -160,8 +165,11 @@ def make_demo(
     height: int = 192,
     width: int = 256,
     seed: int = 0,
+    lesion_contrast: float = 1.0,
 ) -> pd.DataFrame:
-    """Write the demo data set under ``out_dir`` (items/ and samples.csv); return the sheet."""
+    """Write the demo data set under ``out_dir`` (items/ and samples.csv); return the sheet.
+    ``lesion_contrast`` below 1 makes lesions fainter (0: invisible, with masks still drawn; a
+    variant in which only a crop's geometry could tell lesion from normal)."""
     unknown = sorted(set(classes) - set(DEMO_CLASSES))
     if unknown:
         raise ValueError(f"the demo cannot draw class(es) {unknown}; it knows {', '.join(DEMO_CLASSES)}")
@@ -181,7 +189,7 @@ def make_demo(
                 if label == "normal":
                     return echo, np.zeros((big_h, big_w), np.float32)
                 region = lesion_mask(draw_lesion(rng, label, big_h, big_w), big_h, big_w)
-                return apply_lesion(echo, region, label, rng), region
+                return apply_lesion(echo, region, label, rng, lesion_contrast), region
 
             for number in range(1, images_per_patient + 1):
                 echo, region = scene()

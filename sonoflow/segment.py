@@ -14,6 +14,7 @@ zoom tells lesion from normal (kept for the studies that did this).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
@@ -63,6 +64,10 @@ class SegmentSettings:
     margin: float = 0.15  # ROI margin on each side, as a share of the lesion box's longer side
     roi: str = "fixed"  # fixed: one crop size for every frame | fit: the lesion box, full frame without a lesion
     roi_scale: float | str = "auto"  # fixed crops' side, share of the frame side; auto: from the training masks
+    # Where training lesions lie (centre y, x and their sd, shares of the frame side; from the
+    # training masks, kept in the checkpoint): a frame without a lesion is cropped where the U-Net's
+    # probability is highest *among places lesions occur*, so its crop shows what a lesion crop shows.
+    roi_prior: tuple[float, float, float, float] | None = None
     seed: int = 42
     device: str = "auto"
     amp: bool = True
@@ -90,6 +95,8 @@ class SegmentSettings:
             raise ValueError(f"segment roi must be one of {ROI_MODES}, got {self.roi!r}")
         if self.roi_scale != "auto" and not (isinstance(self.roi_scale, (int, float)) and 0 < self.roi_scale <= 1):
             raise ValueError(f"segment roi_scale must be 'auto' or in (0, 1], got {self.roi_scale!r}")
+        if self.roi_prior is not None:
+            object.__setattr__(self, "roi_prior", tuple(float(v) for v in self.roi_prior))
 
     @classmethod
     def from_config(cls, config: Mapping) -> "SegmentSettings":
@@ -294,7 +301,8 @@ def segment_frames(model: nn.Module, frames: np.ndarray, settings: SegmentSettin
         return (masks, *roi_crops(frames, masks, frames.shape[-1], settings.margin))
     if settings.roi_scale == "auto":
         raise ValueError("segment roi_scale 'auto' must be resolved from the training masks (with_roi_scale) first")
-    return (masks, *roi_crops(frames, masks, frames.shape[-1], settings.margin, settings.roi_scale, probabilities))
+    return (masks, *roi_crops(frames, masks, frames.shape[-1], settings.margin, settings.roi_scale, probabilities,
+                              settings.roi_prior))
 
 
 def lesion_views(truth: np.ndarray, has_truth: np.ndarray, predicted: np.ndarray, rois: pd.DataFrame,
@@ -392,26 +400,49 @@ def roi_box(mask: np.ndarray, margin: float) -> tuple[int, int, int, int] | None
     return y0, y1, x0, x1
 
 
-def fixed_box(mask: np.ndarray, probability: np.ndarray, scale: float) -> tuple[int, int, int, int]:
+def fixed_box(mask: np.ndarray, probability: np.ndarray, scale: float,
+              prior: Sequence[float] | None = None) -> tuple[int, int, int, int]:
     """A square (y0, y1, x0, x1) of side ``scale`` x the frame's shorter side, centred on the
-    lesion's box, or without a lesion on the peak of the smoothed lesion probability; shifted to
-    lie inside the frame, never shrunk, so that every frame's crop has the same size."""
+    lesion's box; without a lesion, on a place drawn from the smoothed lesion probability weighted
+    by ``prior`` (where training lesions lie: centre y, x and sd as shares of the frame, a
+    Gaussian), so that crops of frames without a lesion lie where, and spread as, lesion crops do
+    (the probability's peak alone may sit at the fan's edge, and a fixed place would differ in
+    depth from the lesions' spread: either lets a crop's content tell the class; issue 13's
+    invisible-lesion test). Without a prior: the peak of the probability (the frame's centre when
+    it is flat). The box is shifted to lie inside the frame, never shrunk: every frame's crop has
+    the same size."""
     height, width = mask.shape
     side = max(2, min(height, width, int(round(scale * min(height, width)))))
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     if len(rows):
         cy, cx = (rows[0] + rows[-1] + 1) / 2, (cols[0] + cols[-1] + 1) / 2
     else:
-        smooth = ndimage.gaussian_filter(probability.astype(np.float32), sigma=max(1.0, 0.05 * min(height, width)))
-        peak_y, peak_x = np.unravel_index(int(np.argmax(smooth)), smooth.shape)
-        cy, cx = peak_y + 0.5, peak_x + 0.5
+        score = ndimage.gaussian_filter(probability.astype(np.float32), sigma=max(1.0, 0.05 * min(height, width)))
+        if prior is not None:
+            py, px, sy, sx = prior
+            y = (np.arange(height, dtype=np.float32) + 0.5) / height
+            x = (np.arange(width, dtype=np.float32) + 0.5) / width
+            weight = np.exp(-0.5 * ((y[:, None] - py) / sy) ** 2 - 0.5 * ((x[None, :] - px) / sx) ** 2)
+            score = (score * weight if score.max() > 0 else weight).astype(np.float64).ravel()
+            # A draw, not the peak: the crop centres of frames without a lesion then spread as the
+            # lesions' do (a peak would sit at the prior's centre every time, and a crop's depth
+            # would tell the class). Seeded by the frame's probability map: the same frame, the same crop.
+            rng = np.random.default_rng(int.from_bytes(hashlib.sha256(probability.tobytes()).digest()[:8], "little"))
+            peak_y, peak_x = np.unravel_index(int(rng.choice(score.size, p=score / score.sum())), (height, width))
+            cy, cx = peak_y + 0.5, peak_x + 0.5
+        elif score.max() > 0:
+            peak_y, peak_x = np.unravel_index(int(np.argmax(score)), score.shape)
+            cy, cx = peak_y + 0.5, peak_x + 0.5
+        else:
+            cy, cx = height / 2, width / 2
     y0 = int(np.clip(round(cy - side / 2), 0, height - side))
     x0 = int(np.clip(round(cx - side / 2), 0, width - side))
     return y0, y0 + side, x0, x0 + side
 
 
 def roi_crops(frames: np.ndarray, masks: np.ndarray, size: int, margin: float, scale: float | None = None,
-              probabilities: np.ndarray | None = None) -> tuple[np.ndarray, pd.DataFrame]:
+              probabilities: np.ndarray | None = None,
+              prior: Sequence[float] | None = None) -> tuple[np.ndarray, pd.DataFrame]:
     """ROI crops (N, size, size) uint8 and a table of their boxes. With ``scale`` every crop is a
     fixed_box (one geometry for every frame); without, the lesion box with ``margin`` or, where
     there is no lesion, the full frame. ``has_roi``: the U-Net found a lesion."""
@@ -421,7 +452,7 @@ def roi_crops(frames: np.ndarray, masks: np.ndarray, size: int, margin: float, s
     for index, (frame, mask) in enumerate(zip(frames, masks)):
         lesion = roi_box(mask, margin)
         if scale is not None:
-            box = fixed_box(mask, mask if probabilities is None else probabilities[index], scale)
+            box = fixed_box(mask, mask if probabilities is None else probabilities[index], scale, prior)
         else:
             box = lesion or (0, frame.shape[0], 0, frame.shape[1])
         crops[index] = crop_resize(frame, box, np.ones(frame.shape, bool), geometry)
@@ -445,14 +476,35 @@ def planned_roi_scale(masks: np.ndarray, margin: float, quantile: float = 0.9) -
     return round(float(np.clip(np.quantile(sides, quantile) * (1 + 2 * margin), 0.25, 1.0)), 3)
 
 
+def lesion_prior(masks: np.ndarray, min_sd: float = 0.05) -> tuple[float, float, float, float] | None:
+    """Where lesions lie: the mean and sd of their boxes' centres (y, x), as shares of the frame
+    height and width (sd at least ``min_sd``); None without any lesion."""
+    centres = []
+    for mask in masks:
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        if len(rows):
+            centres.append(((rows[0] + rows[-1] + 1) / 2 / mask.shape[0], (cols[0] + cols[-1] + 1) / 2 / mask.shape[1]))
+    if not centres:
+        return None
+    centres = np.asarray(centres)
+    sd = np.maximum(centres.std(axis=0), min_sd)
+    return (round(float(centres[:, 0].mean()), 4), round(float(centres[:, 1].mean()), 4),
+            round(float(sd[0]), 4), round(float(sd[1]), 4))
+
+
 def with_roi_scale(settings: SegmentSettings, masks: np.ndarray) -> SegmentSettings:
-    """``roi_scale: auto`` resolved from the segmenter's training masks (kept in its checkpoint)."""
-    if settings.roi_scale != "auto":
-        return settings
-    scale = planned_roi_scale(masks, settings.margin)
-    log.info("ROI crops: %.3f of the frame side for every frame (90th percentile of %d training lesions, margin %.2f)",
-             scale, int(sum(m.any() for m in masks)), settings.margin)
-    return replace(settings, roi_scale=scale)
+    """The fixed crops' geometry from the segmenter's training masks (kept in its checkpoint):
+    ``roi_scale: auto`` resolved, and ``roi_prior``, where training lesions lie."""
+    if settings.roi_scale == "auto":
+        scale = planned_roi_scale(masks, settings.margin)
+        log.info("ROI crops: %.3f of the frame side for every frame (90th percentile of %d training lesions, margin "
+                 "%.2f)", scale, int(sum(m.any() for m in masks)), settings.margin)
+        settings = replace(settings, roi_scale=scale)
+    prior = lesion_prior(masks)
+    if prior is not None:
+        log.info("frames without a lesion are cropped near where training lesions lie: centre (%.2f, %.2f) of the "
+                 "frame, sd (%.2f, %.2f)", *prior)
+    return replace(settings, roi_prior=prior)
 
 
 # --- Metrics --------------------------------------------------------------------------------------

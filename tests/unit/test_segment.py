@@ -290,3 +290,50 @@ def test_early_stopping_with_min_delta_stops_on_a_creeping_loss(monkeypatch):
     assert result.best_epoch == 2
     assert result.history["epoch"].tolist() == [1, 2, 3, 4]
     assert (result.history["images_per_s"] > 0).all()
+
+
+def test_roi_crop_geometry_cannot_tell_lesion_from_normal(tmp_path):
+    """Issue 13's shortcut. On a demo variant whose lesions are invisible (only their masks say
+    where they are), whatever tells lesion from normal in a crop is the crop's geometry. A probe
+    (sonoflow.shortcuts, patient-grouped folds) reads it off `fit` crops (the lesion's box; the
+    full frame without one) almost perfectly; off `fixed` crops it stays at chance, as on full
+    frames. The U-Net stands in as it behaves: lesions found where the masks are, and on normal
+    frames a low, uninformative probability whose peak may sit anywhere in the fan; crops at that
+    peak (no prior) still give the class away, by their place."""
+    from scipy import ndimage
+
+    from sonoflow.demo import make_demo
+    from sonoflow.frames import IngestSettings, ingest_item
+    from sonoflow.segment import lesion_prior, planned_roi_scale
+    from sonoflow.shortcuts import probe_auc
+
+    sheet = make_demo(tmp_path, n_patients_per_class=16, images_per_patient=2, clips_per_patient=0, seed=5,
+                      lesion_contrast=0.0)
+    settings = IngestSettings(size=64, max_frames=1)
+    items = [ingest_item(tmp_path / row.path, settings, [str(tmp_path / row.mask)]) for row in sheet.itertuples()]
+    frames, masks = np.stack([item.frames[0] for item in items]), np.stack([item.masks[0] for item in items])
+    assert masks[(sheet["label"] != "normal").to_numpy()].any(axis=(1, 2)).all()
+    rng = np.random.default_rng(0)
+    probabilities = np.stack([ndimage.gaussian_filter(m.astype(np.float32), 2) * 0.9 if m.any()
+                              else rng.uniform(0, 0.2, m.shape).astype(np.float32) * (f > 0)
+                              for m, f in zip(masks, frames)])
+    target, patients = (sheet["label"] != "normal").to_numpy(int), sheet["patient_id"].to_numpy()
+    scale, prior = planned_roi_scale(masks, 0.15), lesion_prior(masks)
+
+    def probe(images):
+        pooled = np.stack([cv2.resize(x.astype(np.float32), (6, 6), interpolation=cv2.INTER_AREA).ravel() for x in images])
+        features = pd.DataFrame(np.column_stack([pooled, (images.reshape(len(images), -1) == 0).mean(1)]))
+        return probe_auc(features, target, patients, 2, 4, 300, 0)[:3]
+
+    full = probe(frames)
+    fit = probe(roi_crops(frames, masks, 64, 0.15)[0])
+    at_peak = probe(roi_crops(frames, masks, 64, 0.15, scale, probabilities)[0])
+    fixed = probe(roi_crops(frames, masks, 64, 0.15, scale, probabilities, prior)[0])
+    print(f"lesion vs normal AUC (95% CI): full {full}, fit {fit}, fixed at the peak {at_peak}, fixed {fixed}")
+    assert full[1] < 0.5 < full[2] or full[0] < 0.6  # nothing to see in the frames themselves
+    assert fit[0] > 0.95 and fit[1] > 0.9  # the zoom gives the class away
+    assert at_peak[1] > 0.55  # so does the place of a crop at a stray probability peak
+    assert fixed[1] < 0.5 < fixed[2] and abs(fixed[0] - 0.5) < 0.12  # one geometry for every class
+    # The same frame gets the same crop (the draw is seeded by the frame's probability map).
+    again = roi_crops(frames, masks, 64, 0.15, scale, probabilities, prior)[1]
+    assert again.equals(roi_crops(frames, masks, 64, 0.15, scale, probabilities, prior)[1])
