@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sonoflow.config import DEFAULT_CONFIG
 from sonoflow.presets import merge
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,7 +46,7 @@ def run_snakemake(workdir: Path, *args: str, config: dict | None = None, check: 
     """Run the repository's Snakefile in ``workdir`` with the tiny config layered on top."""
     configfile = workdir / "tiny_config.yaml"
     configfile.write_text(yaml.safe_dump(merge(TINY_CONFIG, config or {})))
-    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(REPO / "config.yaml"), str(configfile),
+    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(DEFAULT_CONFIG), str(configfile),
            "--cores", "2", "--workflow-profile", str(REPO / "workflow/profiles/default"), *args]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, SNAKEMAKE, TINY_CONFIG, planned_jobs, run_snakemake
+from sonoflow.config import DEFAULT_CONFIG
 from sonoflow.presets import merge
 
 pytestmark = pytest.mark.workflow
@@ -245,7 +246,7 @@ def test_killed_training_job_resumes_from_its_last_epoch(demo_run, tmp_path):
     state = workdir / "results/train/efficientnet_lite0/full/fold_0.resume.pt"
     configfile = workdir / "tiny_config.yaml"
     run_snakemake(workdir, "--dry-run", target, config=longer)  # writes the merged config file
-    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(REPO / "config.yaml"),
+    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(DEFAULT_CONFIG),
            str(configfile), "--cores", "1", "--workflow-profile", str(REPO / "workflow/profiles/default"), target]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
