@@ -34,7 +34,9 @@ TINY_CONFIG = {
                 # the demo's planned U-Net, pinned: a user sheet of the same rows then plans nothing else
                 "encoder": "resnet18", "weights": None, "decoder_channels": [128, 64, 32, 16, 8], "patience": 4,
                 "min_delta": 0.01},
-    # full and roi: both CAM geometries; both (stacked channels) is covered by a dry run and unit tests.
+    # full and roi: both CAM geometries. `both` (stacked channels) trains in no full run: its DAG is
+    # checked by a dry run (test_demo_workflow.py), its stacked store and a two-channel training run
+    # by tests/unit/test_dataset.py.
     "train": {"models": ["efficientnet_lite0"], "inputs": ["full", "roi"], "epochs": 2, "input_size": 64,
               "batch_size": 16, "threads": 1},
     "evaluate": {"n_boot": 200},
