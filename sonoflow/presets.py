@@ -143,7 +143,8 @@ def shown_path(path: str | os.PathLike) -> str:
 
 def preset_table(paths: Sequence[str | os.PathLike] | None = None) -> str:
     """The README's table of studies and presets, as Markdown, from the presets themselves."""
-    rows = ["| study | data | protocol (as reported) | what it reported → sonoflow output | preset | changed for honest evaluation |",
+    rows = ["| study | data | protocol (as reported) | what it reported → sonoflow output | preset "
+            "| changed for honest evaluation |",
             "|---|---|---|---|---|---|"]
     for path in paths or preset_paths():
         preset = load_yaml(path)["preset"]

