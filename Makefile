@@ -34,6 +34,7 @@ test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
 
 lint: $(STAMP)
+	$(BIN)/ruff check sonoflow scripts benchmarks tests
 	$(BIN)/snakemake --lint
 
 bench: $(STAMP)

@@ -1,9 +1,16 @@
 # sonoflow: ultrasound videos and images -> validated, explained lesion classifiers.
-# Run the built-in demo:  snakemake --cores all        (settings: config.yaml)
+# Run the built-in demo:  snakemake --cores all        (settings: sonoflow/resources/config.yaml)
+import sys
+
+# The library sits next to the Snakefile; importable even when not pip-installed.
+sys.path.insert(0, workflow.basedir)
+
+from sonoflow.config import DEFAULT_CONFIG
 
 
-# The defaults, wherever the working directory (-d) is; --configfile files and --config layer over them.
-configfile: os.path.join(workflow.basedir, "config.yaml")
+# The defaults (the library's package data, sonoflow/resources/config.yaml), wherever the working
+# directory (-d) is; --configfile files and --config layer over them.
+configfile: str(DEFAULT_CONFIG)
 
 
 report: "workflow/report/workflow.rst"

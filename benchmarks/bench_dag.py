@@ -51,8 +51,8 @@ def dry_run(workdir: Path, sheet: Path, shards: int) -> tuple[float, int]:
     config = workdir / "bench_config.yaml"
     config.write_text(yaml.safe_dump({"samples": str(sheet), "labels": LABELS, "shards": shards,
                                       "probe_cache": str(workdir / "probe.sqlite")}))
-    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(REPO / "config.yaml"), str(config),
-           "--cores", "1", "--dry-run"]
+    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+           "--configfile", str(REPO / "sonoflow/resources/config.yaml"), str(config), "--cores", "1", "--dry-run"]
     started = time.perf_counter()
     result = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - started

@@ -20,6 +20,7 @@ import cv2
 import pandas as pd
 import yaml
 
+from sonoflow.config import DEFAULT_CONFIG
 from sonoflow.frames import IngestSettings, ingest_shard
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,7 +57,7 @@ def main() -> int:
         return 0
     rows = pd.DataFrame({"patient_id": [p.stem for p in clips], "item_id": [p.stem for p in clips],
                          "path": [str(p) for p in clips], "label": "none", "mask": "", "split": ""})
-    configured = IngestSettings.from_config(yaml.safe_load((REPO / "config.yaml").read_text())["ingest"])
+    configured = IngestSettings.from_config(yaml.safe_load(DEFAULT_CONFIG.read_text())["ingest"])
     every_frame = IngestSettings(**{**configured.__dict__, "max_frames": 10**6, "dedup_threshold": 0.0})
     settings = {"configured": configured, "every frame kept": every_frame}
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import yaml
 
+from sonoflow.config import DEFAULT_CONFIG
 from sonoflow.dataset import FrameStore, read_frame_table
 from sonoflow.segment import (SegmentSettings, masked_frames, postprocess, predict_masks, segmentation_summary,
                               segmentation_table, segmenter_partition, train_segmenter)
@@ -30,7 +31,7 @@ def main() -> None:
         raise SystemExit(__doc__)
     torch.set_num_threads(1)
     root = Path(sys.argv[1]) / "results"
-    base = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())["segment"]
+    base = yaml.safe_load(DEFAULT_CONFIG.read_text())["segment"]
     overrides = yaml.safe_load(sys.argv[2]) if len(sys.argv) > 2 else {}
     settings = SegmentSettings.from_config({k: v for k, v in {**base, **overrides}.items() if k not in NOT_SETTINGS})
     splits = json.loads((root / "splits.json").read_text())

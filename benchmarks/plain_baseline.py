@@ -47,7 +47,7 @@ def raw_frames(frames: pd.DataFrame, sheet: pd.DataFrame, size: int) -> np.ndarr
     paths = dict(zip(sheet["item_id"].astype(str), sheet["path"]))
     for item_id, rows in frames.groupby("item_id", sort=False):
         wanted = dict(zip(rows["frame_index"].astype(int), rows.index))
-        for index, _, frame in iter_frames(paths[item_id], keep=lambda i, t: i in wanted):
+        for index, _, frame in iter_frames(paths[item_id], keep=lambda i, t: i in wanted):  # noqa: B023 - consumed here
             out[frames.index.get_loc(wanted[index])] = cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
     return out
 

@@ -44,7 +44,8 @@ def ddti_sheet(root: Path = DATA / "ddti") -> pd.DataFrame:
 
 def ctrus_sheet(root: Path = DATA / "ctrus") -> pd.DataFrame:
     table = pd.read_csv(root / "c-trus.csv", dtype=str, keep_default_na=False)
-    return pd.DataFrame({"patient_id": "patient" + table["patient"], "item_id": table["file"].str.replace(".jpg", "", regex=False),
+    return pd.DataFrame({"patient_id": "patient" + table["patient"],
+                         "item_id": table["file"].str.replace(".jpg", "", regex=False),
                          "path": [str(root / "original" / f) for f in table["file"]], "label": table["quality_name"],
                          "mask": [str(root / "labels" / f) for f in table["file"]], "split": ""})
 

@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import yaml
 
+from sonoflow.config import DEFAULT_CONFIG
 from sonoflow.frames import IngestSettings, ingest_item
 from sonoflow.segment import (SegmentSettings, masked_frames, postprocess, predict_masks, segmentation_summary,
                               segmentation_table, segmenter_partition, train_segmenter)
@@ -29,8 +29,6 @@ from sonoflow.split import unit_hash
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from real_data import DATA, ctrus_sheet, ddti_sheet  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> int:
@@ -47,7 +45,7 @@ def main() -> int:
         print(f"SKIP: {DATA} not found")
         return 0
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    config = yaml.safe_load((REPO / "config.yaml").read_text())["segment"]
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())["segment"]
     overrides = {"epochs": args.epochs, "encoder": args.encoder, "weights": args.weights, "input_size": args.size}
     settings = SegmentSettings.from_config({**config, **{k: v for k, v in overrides.items() if v is not None}})
 

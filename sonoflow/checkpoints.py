@@ -104,7 +104,7 @@ def load(path: str | os.PathLike, what: str = "checkpoint") -> Any:
         raise CheckpointError(f"{what} not found: {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
+    except pickle.UnpicklingError:
         try:
             names = sorted(set(torch.serialization.get_unsafe_globals_in_checkpoint(path)))
         except Exception:  # noqa: BLE001 - only used to improve the message

@@ -6,12 +6,26 @@ from __future__ import annotations
 
 import difflib
 import os
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
-CONFIG_SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+
+def _resources() -> Path:
+    """sonoflow/resources/, the package data: the one copy of the defaults, the config schema and
+    the study presets, which the workflow reads too (Snakefile, workflow/rules/common.smk)."""
+    folder = files("sonoflow") / "resources"
+    if not isinstance(folder, Path):  # e.g. a zipped install: snakemake's --configfile needs real files
+        raise ImportError(f"sonoflow's package data is not a folder on disk ({folder!r}); install sonoflow unzipped")
+    return folder
+
+
+RESOURCES = _resources()
+DEFAULT_CONFIG = RESOURCES / "config.yaml"
+CONFIG_SCHEMA = RESOURCES / "config.schema.yaml"
+PRESET_DIR = RESOURCES / "presets"
 
 DEMO_NOTICE = ("BUILT-IN SYNTHETIC DEMO: neither `samples` nor `data` is set, so this run generates and uses "
                "fake data (results/demo/), not yours; give your sheet with --config samples=my_sheet.csv")

@@ -178,7 +178,7 @@ def make_demo(
     big_h, big_w = height + 2 * MARGIN, width + 2 * MARGIN
     rows = []
     for index_in_class in range(n_patients_per_class):
-        for class_index, label in enumerate(classes):
+        for label in classes:
             pid = patient_id(DEMO_CLASSES.index(label), index_in_class, len(DEMO_CLASSES))
             rng = np.random.default_rng([seed, DEMO_CLASSES.index(label), index_in_class])
             gain = rng.uniform(0.8, 1.2)

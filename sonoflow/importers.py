@@ -137,7 +137,8 @@ def import_csv(
         pattern = re.compile(patient_pattern)
         found = table["item_id"].map(lambda value: (m.group(1) if (m := pattern.search(value)) else None))
         if found.isna().any():
-            raise ValueError(f"patient_pattern {patient_pattern!r} does not match item(s) {table.loc[found.isna(), 'item_id'].head(5).tolist()}")
+            unmatched = table.loc[found.isna(), "item_id"].head(5).tolist()
+            raise ValueError(f"patient_pattern {patient_pattern!r} does not match item(s) {unmatched}")
         table["patient_id"] = found
     if path_template:
         table["path"] = [path_template.format(**row) for row in table.to_dict("records")]
@@ -162,7 +163,8 @@ def load_layout(spec: Mapping, base_dir: str | os.PathLike = ".") -> pd.DataFram
     if layout == "class_folders":
         return resolve_paths(import_class_folders(base / spec["folder"]), base)
     if layout == "csv":
-        table = import_csv(base / spec["csv"], spec.get("columns") or {}, base_dir=base / (spec.get("folder") or Path(spec["csv"]).parent),
+        table = import_csv(base / spec["csv"], spec.get("columns") or {},
+                           base_dir=base / (spec.get("folder") or Path(spec["csv"]).parent),
                            label_map=spec.get("label_map") or {}, path_template=spec.get("path_template") or "",
                            patient_pattern=spec.get("patient_pattern") or "",
                            drop_unlabelled=bool(spec.get("drop_unlabelled")), header=spec.get("header", True))

@@ -5,7 +5,8 @@ Grad-CAM overlays of the ensemble's call, and a small self-contained HTML report
 The frames come from the same ingest, denoise and (for ROI input) segmentation steps as the
 training data, and probabilities are aggregated exactly as evaluation aggregates the test
 patients: the folds' softmax per frame calibrated by the run's temperature and averaged over the
-folds, then pooled over an item's or a patient's frames by the run's pooling. So a case that was also a test case gets the probabilities evaluation reported for it.
+folds, then pooled over an item's or a patient's frames by the run's pooling. So a case that was
+also a test case gets the probabilities evaluation reported for it.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Study presets: configuration overlays under resources/presets/ that reproduce the protocols of
-published studies (backbones, split scheme, input size, augmentation, optimiser, schedule).
+"""Study presets: configuration overlays (package data, sonoflow/resources/presets/) that
+reproduce the protocols of published studies (backbones, split scheme, input size, augmentation,
+optimiser, schedule).
 
 A preset is layered over config.yaml exactly as snakemake layers ``--configfile`` files (nested
 mappings merge, everything else replaces), and the result must pass the workflow's config schema.
@@ -17,12 +18,8 @@ from typing import Mapping, Sequence
 
 import yaml
 
+from sonoflow.config import CONFIG_SCHEMA, DEFAULT_CONFIG, PRESET_DIR, RESOURCES
 from sonoflow.plan import apply_plan
-
-REPO = Path(__file__).resolve().parents[1]
-PRESET_DIR = REPO / "resources" / "presets"
-DEFAULT_CONFIG = REPO / "config.yaml"
-CONFIG_SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
 
 class PresetError(ValueError):
@@ -137,15 +134,23 @@ def _cell(value) -> str:
     return str(value).replace("|", "/").replace("\n", " ")
 
 
+def shown_path(path: str | os.PathLike) -> str:
+    """A packaged preset from the package's name on (sonoflow/resources/presets/NAME.yaml: in a
+    checkout, the path the README's commands use); any other path as given."""
+    path, package = Path(path), RESOURCES.parent
+    return str(package.name / path.relative_to(package)) if path.is_absolute() and path.is_relative_to(package) else str(path)
+
+
 def preset_table(paths: Sequence[str | os.PathLike] | None = None) -> str:
     """The README's table of studies and presets, as Markdown, from the presets themselves."""
-    rows = ["| study | data | protocol (as reported) | what it reported → sonoflow output | preset | changed for honest evaluation |",
+    rows = ["| study | data | protocol (as reported) | what it reported → sonoflow output | preset "
+            "| changed for honest evaluation |",
             "|---|---|---|---|---|---|"]
     for path in paths or preset_paths():
         preset = load_yaml(path)["preset"]
         reported = "; ".join(f"{what} → `{where}`" for what, where in (preset.get("reported") or {}).items())
         rows.append(" | ".join(["", _cell(preset["study"]), _cell(preset["data"]), _cell(preset["protocol"]), reported,
-                                f"`{Path(path).relative_to(REPO) if Path(path).is_absolute() else path}`",
+                                f"`{shown_path(path)}`",
                                 _cell(preset.get("changed") or "—"), ""]).strip())
     return "\n".join(rows) + "\n"
 

@@ -415,7 +415,8 @@ PAGES: dict[str, Callable[[Mapping, str], str]] = {
                          "AUC, accuracy, sensitivity, specificity, precision and F1 with 95% CIs; delong_p_vs_best: "
                          "paired DeLong test against the run with the highest AUC (binary question)."),
     "compare": page_table("compare", "pairwise comparisons",
-                          "Every two runs on the same patients: paired DeLong test of the AUCs, exact McNemar test of the calls."),
+                          "Every two runs on the same patients: paired DeLong test of the AUCs, "
+                          "exact McNemar test of the calls."),
     "readers": page_table("readers", "readers' metrics"),
     "readers_vs_model": page_table("readers_vs_model", "readers against the model"),
 }
@@ -485,7 +486,8 @@ def landing_page(runs: Mapping[str, tuple[pd.DataFrame, Mapping | None]], source
         shown = readable(table.drop(columns=["run", "part", "level", "patients", "cases"]))
         shown.index = [f"{run} · {part} · {level} level ({n} patients"
                        + (f", {cases} frames)" if level == "image" else ")")
-                       for run, part, level, n, cases in table[["run", "part", "level", "patients", "cases"]].itertuples(index=False)]
+                       for run, part, level, n, cases
+                       in table[["run", "part", "level", "patients", "cases"]].itertuples(index=False)]
         wide = shown.T.rename_axis("metric").reset_index()
         wide["metric"] = wide["metric"].str.replace(" [95% CI]", "", regex=False)
         body = '<p class="note">estimate [95% CI]</p>' + wide.to_html(index=False, escape=True, border=0,

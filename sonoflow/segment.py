@@ -19,7 +19,6 @@ import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import cv2
@@ -293,7 +292,8 @@ def load_segmenter(path, device: str | None = None) -> tuple[nn.Module, SegmentS
     return model.to(pick_device(device or settings.device)), settings, checkpoint["patients"]
 
 
-def segment_frames(model: nn.Module, frames: np.ndarray, settings: SegmentSettings) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+def segment_frames(model: nn.Module, frames: np.ndarray,
+                   settings: SegmentSettings) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """Post-processed lesion masks, ROI crops (same size as the frames) and the ROI table."""
     probabilities = predict_masks(model, frames, settings) if len(frames) else np.zeros(frames.shape, np.float32)
     masks = np.stack([postprocess(p, settings) for p in probabilities]) if len(frames) else np.zeros(frames.shape, np.uint8)

@@ -11,7 +11,6 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedShuffleSplit
 
@@ -124,7 +123,7 @@ def check_enough_patients(frames: pd.DataFrame, labels: Sequence[str], settings:
     drawn_test = settings.test_fraction > 0 and not (patients["split"] == "test").any()
     needed = max(settings.folds, 2)
     for label in labels:
-        of_class = patients.index[patients["labels"].map(lambda carried: label in carried)]
+        of_class = patients.index[patients["labels"].map(lambda carried: label in carried)]  # noqa: B023 - called here
         in_test = sum(pid in test for pid in of_class)
         if len(of_class) - in_test < needed:
             scheme = f"{settings.folds} folds need" if settings.folds > 1 else "a train/validation split needs"
@@ -229,7 +228,8 @@ def check_splits(splits: Mapping, patient_labels: Mapping[str, str | frozenset] 
             sides = {side for side, part in (("test", test), ("train", set(fold["train"])), ("val", set(fold["val"])))
                      for pid in pids if pid in part}
             if len(sides) > 1:
-                raise LeakageError(f"split group {group} (patients {sorted(pids)}) is on sides {sorted(sides)} of fold {fold['fold']}")
+                raise LeakageError(f"split group {group} (patients {sorted(pids)}) is on sides {sorted(sides)} "
+                                   f"of fold {fold['fold']}")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -414,7 +414,8 @@ def train_classifier(
         scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
-        history, best_loss, best_epoch, best_state = state["history"], state["best_loss"], state["best_epoch"], state["best_state"]
+        history, best_loss = state["history"], state["best_loss"]
+        best_epoch, best_state = state["best_epoch"], state["best_state"]
         start_epoch, step = state["epoch"], state.get("step", 0)
         if ema is not None:
             ema.module.load_state_dict(state["ema"])

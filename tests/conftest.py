@@ -5,9 +5,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage, generate_uid
 
+from sonoflow.config import DEFAULT_CONFIG
 from sonoflow.presets import merge
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,7 +37,9 @@ TINY_CONFIG = {
                 # the demo's planned U-Net, pinned: a user sheet of the same rows then plans nothing else
                 "encoder": "resnet18", "weights": None, "decoder_channels": [128, 64, 32, 16, 8], "patience": 4,
                 "min_delta": 0.01},
-    # full and roi: both CAM geometries; both (stacked channels) is covered by a dry run and unit tests.
+    # full and roi: both CAM geometries. `both` (stacked channels) trains in no full run: its DAG is
+    # checked by a dry run (test_demo_workflow.py), its stacked store and a two-channel training run
+    # by tests/unit/test_dataset.py.
     "train": {"models": ["efficientnet_lite0"], "inputs": ["full", "roi"], "epochs": 2, "input_size": 64,
               "batch_size": 16, "threads": 1},
     "evaluate": {"n_boot": 200},
@@ -45,13 +51,44 @@ def run_snakemake(workdir: Path, *args: str, config: dict | None = None, check: 
     """Run the repository's Snakefile in ``workdir`` with the tiny config layered on top."""
     configfile = workdir / "tiny_config.yaml"
     configfile.write_text(yaml.safe_dump(merge(TINY_CONFIG, config or {})))
-    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(REPO / "config.yaml"), str(configfile),
+    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(DEFAULT_CONFIG), str(configfile),
            "--cores", "2", "--workflow-profile", str(REPO / "workflow/profiles/default"), *args]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
     return result
+
+
+# Test data helpers shared by several test modules (`from conftest import write_dicom`: pytest puts
+# tests/ on sys.path when it loads this file).
+
+
+def write_dicom(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2", frame_time_ms: float | None = None,
+                bits_stored: int | None = None, pixel_data: bool = True) -> Path:
+    """An uncompressed DICOM: (n, h, w) gray or (n, h, w, 3) colour, 8 or 16 bit, multi-frame when n > 1."""
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.MediaStorageSOPClassUID = UltrasoundMultiFrameImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Rows, ds.Columns = pixels.shape[1:3]
+    ds.NumberOfFrames = pixels.shape[0]
+    ds.SamplesPerPixel = 3 if pixels.ndim == 4 else 1
+    if pixels.ndim == 4:
+        ds.PlanarConfiguration = 0
+    ds.PhotometricInterpretation = photometric
+    bits = 16 if pixels.dtype == np.uint16 else 8
+    stored = bits_stored or bits
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, stored, stored - 1, 0
+    if frame_time_ms:
+        ds.FrameTime = frame_time_ms
+    if pixel_data:
+        ds.PixelData = np.ascontiguousarray(pixels).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
 
 
 @pytest.fixture(scope="session")

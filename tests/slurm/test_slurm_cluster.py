@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from conftest import REPO, SNAKEMAKE, TINY_CONFIG, merge
+from sonoflow.config import DEFAULT_CONFIG
 
 pytestmark = [
     pytest.mark.slurm,
@@ -49,7 +50,7 @@ def profile_command(workdir: Path, *configfiles: Path, targets: tuple[str, ...] 
     configfile.write_text(yaml.safe_dump(merge(TINY_CONFIG, {})))
     # Targets first: the list-valued options at the end would swallow them.
     return ["timeout", "-k", "20", str(timeout), SNAKEMAKE, *targets, "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-            "--configfile", str(REPO / "config.yaml"), str(configfile), *map(str, configfiles),
+            "--configfile", str(DEFAULT_CONFIG), str(configfile), *map(str, configfiles),
             "--workflow-profile", str(REPO / "workflow/profiles/slurm"), "--jobs", "4", "--verbose",
             "--set-threads", "train=1", "train_segmenter=1"]
 

@@ -83,7 +83,7 @@ def test_test_ensemble_is_calibrated_ece_drops_and_none_switches_it_off():
     expected = fold_ensemble([calibrate_table(t, LABELS, result.temperature) for t in test], LABELS)
     assert np.allclose(result.parts["test"]["prob_benign"], expected["prob_benign"])
     table = result.calibration.set_index(["part", "level"])
-    assert set(table.index) == {(p, l) for p in ("cv", "test") for l in ("image", "patient")}
+    assert set(table.index) == {(part, level) for part in ("cv", "test") for level in ("image", "patient")}
     assert table.loc[("test", "image"), "ece_after"] < table.loc[("test", "image"), "ece_before"]
     assert table.loc[("cv", "image"), "nll_after"] < table.loc[("cv", "image"), "nll_before"]
     assert table.loc[("cv", "image"), "fitted_on_this_part"] and not table.loc[("test", "image"), "fitted_on_this_part"]

@@ -35,7 +35,8 @@ def test_free_mappings_admit_any_key_and_every_offender_is_named():
     config["zzz"], config["split"]["fold"] = 1, 2
     message = unknown_key_message(config, SCHEMA)
     assert "\n" not in message
-    assert "split.fold (did you mean split.folds?)" in message and "zzz (known keys at the top level: audit, cam, data," in message
+    assert "split.fold (did you mean split.folds?)" in message
+    assert "zzz (known keys at the top level: audit, cam, data," in message
 
 
 def test_demo_is_named_when_neither_samples_nor_data_is_given():

@@ -5,9 +5,8 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage, generate_uid
 
+from conftest import write_dicom
 from sonoflow.frames import (FRAME_COLUMNS, IngestSettings, crop_resize, detect_scan_area, frame_selector,
                              ingest_item, ingest_shard, preview_folder, read_item_frames)
 from sonoflow.media import MediaError
@@ -65,22 +64,6 @@ def write_video(path: Path, frames: np.ndarray, fps: float = 10.0) -> Path:
     for frame in frames:
         writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
     writer.release()
-    return path
-
-
-def write_dicom(path: Path, frames: np.ndarray) -> Path:
-    meta = FileMetaDataset()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.MediaStorageSOPClassUID = UltrasoundMultiFrameImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    (ds.NumberOfFrames, ds.Rows, ds.Columns), ds.SamplesPerPixel = frames.shape, 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    ds.PixelData = np.ascontiguousarray(frames).tobytes()
-    ds.save_as(path, enforce_file_format=True)
     return path
 
 

@@ -23,7 +23,8 @@ def test_failed_write_leaves_nothing_and_keeps_the_old_file(tmp_path):
 def test_sigkill_mid_write_leaves_only_a_hidden_temp_that_the_next_write_removes(tmp_path):
     target = tmp_path / "out.npy"
     script = (f"import time; from sonoflow.io import atomic_path\n"
-              f"with atomic_path({str(target)!r}) as tmp:\n    tmp.write_bytes(b'half'); print('ready', flush=True); time.sleep(60)")
+              f"with atomic_path({str(target)!r}) as tmp:\n"
+              f"    tmp.write_bytes(b'half'); print('ready', flush=True); time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
     os.kill(proc.pid, signal.SIGKILL)

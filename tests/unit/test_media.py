@@ -5,9 +5,8 @@ import numpy as np
 import pydicom
 import pytest
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage, generate_uid
 
+from conftest import write_dicom
 from sonoflow.frames import IngestSettings, ingest_item
 from sonoflow.media import MediaError, iter_frames, media_kind, probe, read_image
 
@@ -23,33 +22,6 @@ def write_video(path: Path, frames: np.ndarray, fps: float = 10.0, fourcc: str =
     for frame in frames:
         writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
     writer.release()
-    return path
-
-
-def write_dicom(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2", frame_time_ms: float | None = None,
-                bits_stored: int | None = None, pixel_data: bool = True) -> Path:
-    """An uncompressed DICOM: (n, h, w) gray or (n, h, w, 3) colour, 8 or 16 bit, multi-frame when n > 1."""
-    meta = FileMetaDataset()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.MediaStorageSOPClassUID = UltrasoundMultiFrameImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Rows, ds.Columns = pixels.shape[1:3]
-    ds.NumberOfFrames = pixels.shape[0]
-    ds.SamplesPerPixel = 3 if pixels.ndim == 4 else 1
-    if pixels.ndim == 4:
-        ds.PlanarConfiguration = 0
-    ds.PhotometricInterpretation = photometric
-    bits = 16 if pixels.dtype == np.uint16 else 8
-    stored = bits_stored or bits
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, stored, stored - 1, 0
-    if frame_time_ms:
-        ds.FrameTime = frame_time_ms
-    if pixel_data:
-        ds.PixelData = np.ascontiguousarray(pixels).tobytes()
-    ds.save_as(path, enforce_file_format=True)
     return path
 
 

@@ -104,9 +104,7 @@ def test_unknown_model_lists_the_known_ones():
 
 
 def test_config_schema_knows_exactly_the_registered_models():
-    from pathlib import Path
+    from sonoflow.config import load_schema
 
-    import yaml
-
-    schema = yaml.safe_load((Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml").read_text())
+    schema = load_schema()
     assert schema["properties"]["train"]["properties"]["models"]["items"]["enum"] == list(MODEL_NAMES)

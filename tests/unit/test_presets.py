@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -96,9 +97,23 @@ def test_run_warns_about_class_count_and_missing_imagenet_weights():
 def test_readme_table_lists_every_preset_and_is_the_one_in_the_readme():
     table = preset_table()
     for path in PRESETS:
-        assert f"`resources/presets/{path.name}`" in table
+        assert f"`sonoflow/resources/presets/{path.name}`" in table
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert table in readme, "README's preset table is stale: paste `python -m sonoflow.presets` output"
+
+
+def test_every_documented_configfile_exists():
+    """The `--configfile` paths that README, the presets' headers and the benchmark configs give
+    (run from the checkout) name files that are there; NAME and my_study.yaml are placeholders."""
+    repo = Path(__file__).resolve().parents[2]
+    documents = [repo / "README.md", *PRESETS, *sorted((repo / "benchmarks/configs").glob("*.yaml"))]
+    named = {path for document in documents
+             for group in re.findall(r"--configfile((?:[ \t]+[^\s`]+\.yaml)+)", document.read_text())
+             for path in group.split()}
+    assert "sonoflow/resources/config.yaml" in named and "sonoflow/resources/presets/NAME.yaml" in named
+    missing = [path for path in sorted(named - {"sonoflow/resources/presets/NAME.yaml", "my_study.yaml"})
+               if not (repo / path).is_file()]
+    assert not missing
 
 
 @pytest.mark.parametrize("path", PRESETS, ids=lambda path: path.stem)

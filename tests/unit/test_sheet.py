@@ -206,7 +206,7 @@ def test_new_cases_need_no_label_but_a_given_one_is_still_checked(data):
 def test_every_problem_of_a_bad_sheet_is_in_one_message(data, tmp_path):
     """The holes of issue 14 together with the old checks: one error, every line, in line order."""
     from test_frames import cut_clip
-    from test_media import write_dicom
+    from conftest import write_dicom
 
     folder, rows = data
     cine = np.random.default_rng(1).integers(0, 255, (3, 40, 50), dtype=np.uint8)
@@ -261,7 +261,7 @@ def test_results_of_an_older_probe_are_not_reused(data, tmp_path):
     """A cache written by the probe that passed header-only DICOM files must not pass them now."""
     import sqlite3
 
-    from test_media import write_dicom
+    from conftest import write_dicom
 
     folder, rows = data
     dicom = write_dicom(folder / "header_only.dcm", np.zeros((1, 40, 50), np.uint8), pixel_data=False)

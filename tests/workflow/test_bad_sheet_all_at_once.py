@@ -9,11 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO, run_snakemake
+from conftest import REPO, run_snakemake, write_dicom
 
 sys.path.insert(0, str(REPO / "tests/unit"))
 from test_frames import cut_clip  # noqa: E402
-from test_media import write_dicom  # noqa: E402
 
 pytestmark = pytest.mark.workflow
 LABELS = ["cyst", "hyperechoic_mass", "hypoechoic_mass", "normal"]

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from conftest import REPO, SNAKEMAKE, TINY_CONFIG, run_snakemake
+from sonoflow.config import DEFAULT_CONFIG
 from sonoflow.presets import merge
 
 pytestmark = pytest.mark.workflow
@@ -40,7 +41,7 @@ def test_killed_run_recovers_with_the_readme_steps_and_equals_a_clean_run(tmp_pa
     crashed.mkdir()
     configfile = crashed / "tiny_config.yaml"
     configfile.write_text(yaml.safe_dump(merge(TINY_CONFIG, {})))
-    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(crashed), "--configfile", str(REPO / "config.yaml"),
+    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(crashed), "--configfile", str(DEFAULT_CONFIG),
            str(configfile), "--cores", "2", "--workflow-profile", str(REPO / "workflow/profiles/default"), TARGET]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                             env={**os.environ, "PYTHONPATH": str(REPO)})

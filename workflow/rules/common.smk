@@ -1,5 +1,4 @@
 import re
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -9,10 +8,8 @@ from snakemake.utils import min_version, validate
 
 min_version("9.10")
 
-# The library sits next to the Snakefile; importable even when not pip-installed.
-sys.path.insert(0, workflow.basedir)
-
-from sonoflow.config import DEMO_NOTICE, ConfigKeyError, check_config_keys, load_schema
+# (The Snakefile has put the library, next to it, first on sys.path.)
+from sonoflow.config import CONFIG_SCHEMA, DEMO_NOTICE, ConfigKeyError, check_config_keys, load_schema
 from sonoflow.config import uses_demo as config_uses_demo
 from sonoflow.importers import load_layout
 from sonoflow.presets import run_notes, run_warnings
@@ -29,10 +26,10 @@ if isinstance(config.get("data"), str):
 # A misspelt key (top-level or nested) stops the run in one line with the closest known key,
 # before the schema's validation (whose messages print the whole sub-schema).
 try:
-    check_config_keys(config, load_schema(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"))
+    check_config_keys(config, load_schema(CONFIG_SCHEMA))
 except ConfigKeyError as error:
     raise WorkflowError(str(error)) from None
-validate(config, schema="../schemas/config.schema.yaml")
+validate(config, schema=str(CONFIG_SCHEMA))
 if config_uses_demo(config):
     logger.warning(DEMO_NOTICE)
 
