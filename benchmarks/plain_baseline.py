@@ -94,10 +94,10 @@ def train_fold(model: nn.Module, images: dict[str, np.ndarray], targets: dict[st
 
 
 def run(run_dir: Path, sheet_path: Path, model_name: str, epochs: int, size: int, positive: list[str],
-        labels: list[str] | None) -> pd.DataFrame:
+        labels: list[str] | None, threads: int = 0) -> pd.DataFrame:
     import json
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(threads or os.cpu_count() or 1)
     results = run_dir / "results"
     splits = json.loads((results / "splits.json").read_text())
     frames = usable_frames(pd.read_csv(results / "frames.csv", dtype={"patient_id": str, "item_id": str}), splits)
@@ -153,11 +153,13 @@ def main() -> None:
     parser.add_argument("sheet", type=Path)
     parser.add_argument("--model", default="efficientnet_lite0")
     parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: every core; on a shared "
+                        "machine 1 avoids OpenMP's spin-waits)")
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--positive", nargs="*", default=[], help="classes of the binary question, as the run's")
     parser.add_argument("--labels", nargs="*", default=None, help="class order, as the run's config (default: sorted)")
     args = parser.parse_args()
-    baseline = run(args.run_dir, args.sheet, args.model, args.epochs, args.size, args.positive, args.labels)
+    baseline = run(args.run_dir, args.sheet, args.model, args.epochs, args.size, args.positive, args.labels, args.threads)
     table = comparison(args.run_dir, baseline, args.model)
     save_csv(args.run_dir / "results" / "baseline" / args.model / "comparison.csv", table)
     with pd.option_context("display.width", 200, "display.max_rows", 200):

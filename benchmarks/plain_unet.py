@@ -94,8 +94,8 @@ def train(images: dict[str, np.ndarray], masks: dict[str, np.ndarray], epochs: i
     return model
 
 
-def run(run_dir: Path, sheet_path: Path, segmenter: str, epochs: int, size: int) -> pd.DataFrame:
-    torch.set_num_threads(os.cpu_count() or 1)
+def run(run_dir: Path, sheet_path: Path, segmenter: str, epochs: int, size: int, threads: int = 0) -> pd.DataFrame:
+    torch.set_num_threads(threads or os.cpu_count() or 1)
     results = run_dir / "results"
     patients = checkpoints.load_segmenter(results / "segment" / segmenter / "unet.pt")["patients"]
     scored = pd.read_csv(results / "segment" / segmenter / "metrics.csv", dtype={"patient_id": str, "item_id": str})
@@ -131,9 +131,11 @@ def main() -> None:
     parser.add_argument("sheet", type=Path)
     parser.add_argument("--segmenter", default="all", help="results/segment/<segmenter>/ of the run (default: all)")
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: every core; on a shared "
+                        "machine 1 avoids OpenMP's spin-waits)")
     parser.add_argument("--size", type=int, default=256)
     args = parser.parse_args()
-    baseline = run(args.run_dir, args.sheet, args.segmenter, args.epochs, args.size)
+    baseline = run(args.run_dir, args.sheet, args.segmenter, args.epochs, args.size, args.threads)
     ours = pd.read_csv(args.run_dir / "results" / "segment" / args.segmenter / "summary.csv")
     table = pd.concat([ours.assign(run=f"sonoflow ({args.segmenter})"), baseline.assign(run="plain smp U-Net")])
     table = table[["run", "label", "frames", "patients", "dice_mean", "dice_sd", "iou_mean", "hd95_mean"]].round(3)
