@@ -1,9 +1,6 @@
 """Rule readers: human readers' calls scored like the model and compared with it on the same cases."""
 
-import json
-from pathlib import Path
-
-from sonoflow.evaluate import EvaluateSettings, evaluate_readers, for_people, read_readers
+from sonoflow.evaluate import EvaluateSettings, evaluate_readers, for_people, read_decision, read_readers
 from sonoflow.io import save_csv
 from sonoflow.logs import log_to
 from sonoflow.metrics import read_predictions
@@ -15,7 +12,7 @@ with log_to(snakemake.log[0]) as log:
     readers = read_readers(snakemake.input.readers)
     level = "image" if "item_id" in readers.columns else "patient"
     # Per patient: the patient-level threshold (none when the run scored items: 0.5 is used).
-    threshold = json.loads(Path(snakemake.input.thresholds).read_text())["thresholds"].get(level)
+    threshold = read_decision(snakemake.input.thresholds)["thresholds"].get(level)
     metrics, comparison = evaluate_readers(readers, model, snakemake.params.labels, settings, threshold)
     save_csv(snakemake.output.metrics, for_people(metrics))
     save_csv(snakemake.output.comparison, for_people(comparison))
