@@ -23,8 +23,8 @@ import pandas as pd
 
 from sonoflow.calibrate import calibrate_table, fit_temperature, log_probabilities, negative_log_likelihood
 from sonoflow.metrics import (POOLINGS, Question, aggregate, class_indices, classification_metrics, delong_test,
-                              expected_calibration_error, fold_ensemble, mcnemar_test, reliability, with_confidence,
-                              youden_threshold)
+                              expected_calibration_error, fold_ensemble, mcnemar_test, read_predictions, reliability,
+                              with_confidence, youden_threshold)
 from sonoflow.io import FileFormatError, read_json_object, save_json
 from sonoflow.io import for_people  # noqa: F401  (re-exported: the tables evaluate writes)
 from sonoflow.split import PatientPartition, resolve_unit
@@ -245,6 +245,24 @@ def evaluate_run(val_tables: Sequence[pd.DataFrame], test_tables: Sequence[pd.Da
                          uncalibrated=uncalibrated, unit=unit, temperature=temperature,
                          calibration=calibration_table(uncalibrated, parts, labels, settings, unit, temperature),
                          pooling=pooling_table(parts, validation, labels, settings, unit))
+
+
+# --- The part a run is shown by: its test patients, else its validation folds ---------------------------
+
+
+def headline_part(tests: Sequence[pd.DataFrame]) -> str:
+    """The part runs are shown and compared on: ``test`` (the held-out patients, fold ensemble)
+    when every run's test predictions have rows, else ``cv`` (the pooled out-of-fold predictions)."""
+    return "test" if all(len(table) for table in tests) else "cv"
+
+
+def read_headline_predictions(tests: Sequence[str | os.PathLike],
+                              cvs: Sequence[str | os.PathLike]) -> tuple[str, list[pd.DataFrame]]:
+    """``headline_part`` and each run's predictions of it, from evaluate's predictions_test.csv
+    files, else (read only then) its predictions_cv.csv files, one of each per run, in order."""
+    tables = [read_predictions(path) for path in tests]
+    part = headline_part(tables)
+    return part, tables if part == "test" else [read_predictions(path) for path in cvs]
 
 
 # --- The run's decision rule, as predict and compare read it ------------------------------------------

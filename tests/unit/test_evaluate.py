@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from sonoflow.evaluate import (EvaluateSettings, base_question, compare_runs, decision_record, evaluate_readers,
-                               evaluate_run, for_people, model_table, read_decision, read_headline, read_readers,
-                               write_decision)
+                               evaluate_run, for_people, headline_part, model_table, read_decision, read_headline,
+                               read_headline_predictions, read_readers, write_decision)
 from sonoflow.figures import comparison_figure, interval_figure, run_figures
 from sonoflow.io import FileFormatError, save_csv, save_json
 from sonoflow.split import LeakageError
@@ -90,6 +90,20 @@ def test_read_decision_names_the_file_that_is_not_a_thresholds_file(tmp_path, co
     path.write_text(content)
     with pytest.raises(FileFormatError, match=rf"{re.escape(str(path))} is not a thresholds file.*{problem}"):
         read_decision(path)
+
+
+def test_headline_part_is_test_when_every_run_has_test_predictions_else_the_pooled_folds(tmp_path):
+    val, test = fold_tables()
+    assert headline_part([test[0]]) == "test" and headline_part([test[0].iloc[:0]]) == "cv"
+    assert headline_part([test[0], test[1].iloc[:0]]) == "cv"
+    paths = {}
+    for name, table in {"test": test[0], "empty": test[0].iloc[:0], "cv": val[0]}.items():
+        save_csv(tmp_path / f"{name}.csv", table)
+        paths[name] = tmp_path / f"{name}.csv"
+    part, (table,) = read_headline_predictions([paths["test"]], [tmp_path / "never_read.csv"])
+    assert part == "test" and table["patient_id"].tolist() == test[0]["patient_id"].tolist()
+    part, tables = read_headline_predictions([paths["test"], paths["empty"]], [paths["cv"], paths["cv"]])
+    assert part == "cv" and [len(t) for t in tables] == [len(val[0])] * 2
 
 
 def test_overlapping_validation_and_test_patients_are_refused():
