@@ -7,7 +7,7 @@ import torch
 from sonoflow.dataset import INPUT_CHANNELS, classifier_store, read_frame_table
 from sonoflow.logs import log_to
 from sonoflow.split import read_splits
-from sonoflow.train import TrainSettings, run_fold
+from sonoflow.train import FoldOutputs, TrainSettings, run_fold
 
 with log_to(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
@@ -22,7 +22,8 @@ with log_to(snakemake.log[0]):
         classifier_store(mode, {name: snakemake.input[name] for name in INPUT_CHANNELS[mode]}),
         settings,
         snakemake.params.labels,
-        Path(snakemake.output.checkpoint).parent,
+        FoldOutputs(checkpoint=snakemake.output.checkpoint, history=snakemake.output.history,
+                    predictions_val=snakemake.output.predictions_val, predictions_test=snakemake.output.predictions_test),
         resume_path=resume_state,
     )
     resume_state.unlink(missing_ok=True)  # finished: the next run of this job starts afresh
