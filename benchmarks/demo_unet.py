@@ -8,7 +8,6 @@ shared machine.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from sonoflow.config import DEFAULT_CONFIG
 from sonoflow.dataset import FrameStore, read_frame_table
 from sonoflow.segment import (SegmentSettings, masked_frames, postprocess, predict_masks, segmentation_summary,
                               segmentation_table, segmenter_partition, train_segmenter)
-from sonoflow.split import usable_frames
+from sonoflow.split import read_splits, usable_frames
 
 NOT_SETTINGS = ("enabled", "per_fold", "gpu", "threads")  # as workflow/rules/common.smk segment_settings()
 
@@ -34,7 +33,7 @@ def main() -> None:
     base = yaml.safe_load(DEFAULT_CONFIG.read_text())["segment"]
     overrides = yaml.safe_load(sys.argv[2]) if len(sys.argv) > 2 else {}
     settings = SegmentSettings.from_config({k: v for k, v in {**base, **overrides}.items() if k not in NOT_SETTINGS})
-    splits = json.loads((root / "splits.json").read_text())
+    splits = read_splits(root / "splits.json")
     frames = usable_frames(read_frame_table(root / "frames.csv"), splits)
     shards = sorted(root.glob("denoise/shard_*/frames.npy"))
     images = FrameStore.from_paths([str(path) for path in shards])

@@ -32,7 +32,7 @@ from sonoflow.evaluate import EvaluateSettings, evaluate_run, read_headline
 from sonoflow.io import save_csv
 from sonoflow.media import iter_frames
 from sonoflow.models import build_model
-from sonoflow.split import partition_for_fold, select_frames, usable_frames
+from sonoflow.split import partition_for_fold, read_splits, select_frames, usable_frames
 from sonoflow.train import prediction_table, seed_everything
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -95,11 +95,9 @@ def train_fold(model: nn.Module, images: dict[str, np.ndarray], targets: dict[st
 
 def run(run_dir: Path, sheet_path: Path, model_name: str, epochs: int, size: int, positive: list[str],
         labels: list[str] | None, threads: int = 0) -> pd.DataFrame:
-    import json
-
     torch.set_num_threads(threads or os.cpu_count() or 1)
     results = run_dir / "results"
-    splits = json.loads((results / "splits.json").read_text())
+    splits = read_splits(results / "splits.json")
     frames = usable_frames(pd.read_csv(results / "frames.csv", dtype={"patient_id": str, "item_id": str}), splits)
     sheet = pd.read_csv(sheet_path, dtype=str, keep_default_na=False, sep=None, engine="python")
     sheet["path"] = [p if Path(p).is_absolute() else str(sheet_path.parent / p) for p in sheet["path"]]

@@ -19,6 +19,7 @@ sys.path.insert(0, str(REPO))
 
 from sonoflow.metrics import aggregate, read_predictions  # noqa: E402
 from sonoflow.predict import unlabelled_sheet  # noqa: E402
+from sonoflow.split import read_splits  # noqa: E402
 
 
 def main() -> None:
@@ -29,7 +30,7 @@ def main() -> None:
     run = args.run.resolve()
     manifest = json.loads((run / "results/manifest.json").read_text())
     labels = manifest["config"]["labels"]
-    splits = json.loads((run / "results/splits.json").read_text())
+    splits = read_splits(run / "results/splits.json")
     if not splits["test"]:
         sys.exit("the run has no test patients")
     sheet = args.sheet or run / "results/demo/samples.csv"

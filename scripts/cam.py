@@ -3,8 +3,9 @@
 import numpy as np
 import torch
 
-from sonoflow.cam import CamSettings, cam_fold, choose_examples, headline_predictions, load_classifier
+from sonoflow.cam import CamSettings, cam_fold, choose_examples, load_classifier
 from sonoflow.dataset import FrameStore, classifier_store
+from sonoflow.evaluate import read_headline_predictions
 from sonoflow.io import atomic_path, save_csv
 from sonoflow.logs import log_to
 from sonoflow.metrics import read_predictions
@@ -13,8 +14,8 @@ with log_to(snakemake.log[0]) as log:
     torch.set_num_threads(snakemake.threads)
     settings = CamSettings.from_config(snakemake.params.settings)
     model, checkpoint = load_classifier(snakemake.input.checkpoint, settings.device)
-    part_name, headline = headline_predictions(read_predictions(snakemake.input.ensemble_test),
-                                               read_predictions(snakemake.input.ensemble_cv))
+    # The frames CAMs are shown for: the test fold ensemble, else the pooled validation folds.
+    part_name, (headline,) = read_headline_predictions([snakemake.input.ensemble_test], [snakemake.input.ensemble_cv])
     # The fold scores the test patients, or (no test set) its own validation patients.
     part = read_predictions(snakemake.input.fold_test if part_name == "test" else snakemake.input.fold_val)
     examples = choose_examples(headline, checkpoint["labels"], settings.per_kind, settings.seed)

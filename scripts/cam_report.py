@@ -2,16 +2,15 @@
 
 import numpy as np
 
-from sonoflow.cam import CamSettings, cam_report, headline_predictions, read_quality
+from sonoflow.cam import CamSettings, cam_report, read_quality
 from sonoflow.dataset import read_frame_table
+from sonoflow.evaluate import read_headline_predictions
 from sonoflow.io import for_people, save_csv
 from sonoflow.logs import log_to
-from sonoflow.metrics import read_predictions
 
 with log_to(snakemake.log[0]) as log:
     settings = CamSettings.from_config(snakemake.params.settings)
-    part, predictions = headline_predictions(read_predictions(snakemake.input.ensemble_test),
-                                             read_predictions(snakemake.input.ensemble_cv))
+    part, (predictions,) = read_headline_predictions([snakemake.input.ensemble_test], [snakemake.input.ensemble_cv])
     mode = snakemake.wildcards.input
     folds = [dict(np.load(path)) for path in snakemake.input.cams]
     fold_quality = [read_quality(path) for path in snakemake.input.quality]

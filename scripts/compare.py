@@ -2,19 +2,17 @@
 best), paired DeLong and McNemar tests between every two runs, and their ROC curves together."""
 
 from sonoflow.evaluate import (EvaluateSettings, at_level, base_question, compare_runs, for_people, model_table,
-                               read_decision, read_headline)
+                               read_decision, read_headline, read_headline_predictions)
 from sonoflow.figures import comparison_figure, interval_figure
 from sonoflow.io import save_csv
 from sonoflow.logs import log_to
-from sonoflow.metrics import read_predictions
 
 with log_to(snakemake.log[0]) as log:
     settings = EvaluateSettings.from_config(snakemake.params.settings)
     names, labels = snakemake.params.runs, snakemake.params.labels
-    tests = [read_predictions(path) for path in snakemake.input.predictions_test]
-    # The held-out test patients when there are any, else the pooled validation folds.
-    part = "test" if all(len(table) for table in tests) else "cv"
-    tables = dict(zip(names, tests if part == "test" else [read_predictions(p) for p in snakemake.input.predictions_cv]))
+    # The held-out test patients when every run has them, else the pooled validation folds.
+    part, predictions = read_headline_predictions(snakemake.input.predictions_test, snakemake.input.predictions_cv)
+    tables = dict(zip(names, predictions))
     decisions = [read_decision(path) for path in snakemake.input.thresholds]
     unit = decisions[0]["unit"]  # patient, or item when patients carry several labels (the same for every run)
     thresholds = [decision["thresholds"][unit] for decision in decisions]

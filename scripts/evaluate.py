@@ -4,9 +4,9 @@ thresholds and figures."""
 import pandas as pd
 
 from sonoflow.calibrate import at_bound
-from sonoflow.evaluate import EvaluateSettings, decision_record, evaluate_run, for_people
+from sonoflow.evaluate import EvaluateSettings, decision_record, evaluate_run, for_people, write_decision
 from sonoflow.figures import run_figures
-from sonoflow.io import save_csv, save_json
+from sonoflow.io import save_csv
 from sonoflow.logs import log_to
 from sonoflow.metrics import read_predictions
 from sonoflow.split import resolve_unit
@@ -33,7 +33,7 @@ with log_to(snakemake.log[0]) as log:
     save_csv(snakemake.output.predictions_cv, evaluation.parts["cv"])
     # No test set: an empty table with the same columns, so the output always exists.
     save_csv(snakemake.output.predictions_test, evaluation.parts.get("test", evaluation.parts["cv"].iloc[:0]))
-    save_json(snakemake.output.thresholds, decision_record(evaluation, settings, errors))
+    write_decision(snakemake.output.thresholds, decision_record(evaluation, settings, errors))
     # The leakage check: near-duplicate pairs that still cross this run's split, per fold.
     leakage = (pd.read_csv(snakemake.input.crossing[0]) if snakemake.input.crossing else
                pd.DataFrame([{"fold": "all", "note": "near-duplicate check off (dedup.enabled: false)"}]))

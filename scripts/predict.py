@@ -1,8 +1,5 @@
 """Rule predict_classify: one trained run's fold ensemble on the new cases, with Grad-CAM overlays."""
 
-import json
-from pathlib import Path
-
 import torch
 
 from sonoflow.dataset import INPUT_CHANNELS, classifier_store, combine_frame_tables
@@ -10,6 +7,7 @@ from sonoflow.io import save_csv
 from sonoflow.logs import log_to
 from sonoflow.evaluate import read_decision
 from sonoflow.predict import mark_seen_patients, overlay_figure, patients_seen, predict_run
+from sonoflow.split import read_splits
 
 with log_to(snakemake.log[0]) as log:
     torch.set_num_threads(snakemake.threads)
@@ -25,7 +23,7 @@ with log_to(snakemake.log[0]) as log:
         temperature=decision["temperature"], pooling=decision["pooling"], k=decision["topk"])
     log.info("probabilities calibrated with temperature %.4f (%s), pooled by %s", decision["temperature"],
              decision["calibration"], decision["pooling"])
-    seen = patients_seen(json.loads(Path(snakemake.input.splits).read_text()))
+    seen = patients_seen(read_splits(snakemake.input.splits))
     run = f"{snakemake.wildcards.model}, {mode} input"
     overlay_figure(snakemake.output.overlays, images, cams, shown,
                    f"{run}: {snakemake.params.cam_method} of the predicted class "

@@ -8,9 +8,9 @@ Burned-in marks, when read (`audit.marks: drop`): the frames that carry them tak
 from sonoflow.audit import marked_frames, read_marks
 from sonoflow.dataset import read_frame_table
 from sonoflow.dedup import conflicting_items, dropped_items, patient_groups, read_pairs
-from sonoflow.io import save_csv, save_json
+from sonoflow.io import save_csv
 from sonoflow.logs import log_to
-from sonoflow.split import SplitSettings, check_splits, make_splits, split_report, usable_frames
+from sonoflow.split import SplitSettings, make_splits, split_report, usable_frames, write_splits
 
 with log_to(snakemake.log[0]) as log:
     frames = read_frame_table(snakemake.input.frames)
@@ -27,8 +27,7 @@ with log_to(snakemake.log[0]) as log:
         log.warning("audit.marks drop: %d frames with burned-in marks left out", len(marked))
     splits = make_splits(frames, snakemake.params.labels, SplitSettings.from_config(snakemake.params.settings),
                          groups=groups, excluded_items=sorted(set(duplicates) | set(conflicting)), excluded_frames=marked)
-    check_splits(splits)
-    save_json(snakemake.output.splits, splits)
+    write_splits(snakemake.output.splits, splits)  # checked again as it is written
     save_csv(snakemake.output.report, split_report(usable_frames(frames, splits), splits))
     log.info("%d test patients, %d folds; near-duplicates: policy %s, %d patients grouped, %d items dropped "
              "(%d duplicates, %d label conflicts); %d marked frames dropped", len(splits["test"]), len(splits["folds"]),

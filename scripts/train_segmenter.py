@@ -1,8 +1,5 @@
 """Rule train_segmenter: a U-Net on the masked frames of the patients this segmenter may use."""
 
-import json
-from pathlib import Path
-
 import torch
 
 from sonoflow.dataset import FrameStore, read_frame_table
@@ -10,12 +7,12 @@ from sonoflow.io import save_csv
 from sonoflow.logs import log_to
 from sonoflow.segment import (SegmentSettings, masked_frames, save_segmenter, segmenter_partition, train_segmenter,
                               with_roi_scale)
-from sonoflow.split import usable_frames
+from sonoflow.split import read_splits, usable_frames
 
 with log_to(snakemake.log[0]) as log:
     torch.set_num_threads(snakemake.threads)
     settings = SegmentSettings.from_config(snakemake.params.settings)
-    splits = json.loads(Path(snakemake.input.splits).read_text())
+    splits = read_splits(snakemake.input.splits)
     frames = usable_frames(read_frame_table(snakemake.input.frames), splits)
     partition = segmenter_partition(frames, splits, snakemake.wildcards.segmenter, settings)
     images, masks = FrameStore.from_paths(snakemake.input.arrays), FrameStore.from_paths(snakemake.input.masks)

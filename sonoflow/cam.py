@@ -304,11 +304,6 @@ def lesion_sources(examples: pd.DataFrame, frames: pd.DataFrame | None) -> list[
     return ["truth" if known else "unet" for known in has_mask.reindex(index, fill_value=False)]
 
 
-def headline_predictions(test: pd.DataFrame, cv: pd.DataFrame) -> tuple[str, pd.DataFrame]:
-    """The frames CAMs are shown for: the test fold ensemble, else the pooled validation folds."""
-    return ("test", test) if len(test) else ("cv", cv)
-
-
 def cam_report(folds: Sequence[Mapping[str, np.ndarray]], fold_quality: Sequence[pd.DataFrame], predictions: pd.DataFrame,
                part: str, labels: Sequence[str], settings: CamSettings, overlay_paths: Mapping[str, str],
                title: str, frames: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -14,9 +14,8 @@ calibrated by temperature scaling fitted on the validation folds (sonoflow.calib
 from __future__ import annotations
 
 import itertools
-import json
+import os
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -24,8 +23,9 @@ import pandas as pd
 
 from sonoflow.calibrate import calibrate_table, fit_temperature, log_probabilities, negative_log_likelihood
 from sonoflow.metrics import (POOLINGS, Question, aggregate, class_indices, classification_metrics, delong_test,
-                              expected_calibration_error, fold_ensemble, mcnemar_test, reliability, with_confidence,
-                              youden_threshold)
+                              expected_calibration_error, fold_ensemble, mcnemar_test, read_predictions, reliability,
+                              with_confidence, youden_threshold)
+from sonoflow.io import FileFormatError, read_json_object, save_json
 from sonoflow.io import for_people  # noqa: F401  (re-exported: the tables evaluate writes)
 from sonoflow.split import PatientPartition, resolve_unit
 
@@ -247,6 +247,24 @@ def evaluate_run(val_tables: Sequence[pd.DataFrame], test_tables: Sequence[pd.Da
                          pooling=pooling_table(parts, validation, labels, settings, unit))
 
 
+# --- The part a run is shown by: its test patients, else its validation folds ---------------------------
+
+
+def headline_part(tests: Sequence[pd.DataFrame]) -> str:
+    """The part runs are shown and compared on: ``test`` (the held-out patients, fold ensemble)
+    when every run's test predictions have rows, else ``cv`` (the pooled out-of-fold predictions)."""
+    return "test" if all(len(table) for table in tests) else "cv"
+
+
+def read_headline_predictions(tests: Sequence[str | os.PathLike],
+                              cvs: Sequence[str | os.PathLike]) -> tuple[str, list[pd.DataFrame]]:
+    """``headline_part`` and each run's predictions of it, from evaluate's predictions_test.csv
+    files, else (read only then) its predictions_cv.csv files, one of each per run, in order."""
+    tables = [read_predictions(path) for path in tests]
+    part = headline_part(tables)
+    return part, tables if part == "test" else [read_predictions(path) for path in cvs]
+
+
 # --- The run's decision rule, as predict and compare read it ------------------------------------------
 
 
@@ -258,9 +276,35 @@ def decision_record(evaluation: RunEvaluation, settings: EvaluateSettings, ece: 
             "pooling": settings.pooling[0], "topk": settings.topk}
 
 
-def read_decision(path) -> dict:
-    """A run's thresholds.json with defaults for files written before calibration and pooling."""
-    saved = json.loads(Path(path).read_text())
+def decision_problem(decision) -> str | None:
+    """What keeps ``decision`` from being a thresholds.json record (``thresholds``: level -> value;
+    ``positive`` a list when present), or None."""
+    if not isinstance(decision, Mapping):
+        return f"a {type(decision).__name__}, not an object"
+    if "thresholds" not in decision:
+        return "no 'thresholds'"
+    if not isinstance(decision["thresholds"], Mapping):
+        return "'thresholds' is not an object of level -> threshold"
+    if not isinstance(decision.get("positive") or [], (list, tuple)):
+        return "'positive' is not a list of labels"
+    return None
+
+
+def write_decision(path: str | os.PathLike, decision: Mapping) -> None:
+    """Write a run's thresholds.json (``decision_record``); read back with ``read_decision``."""
+    problem = decision_problem(decision)
+    if problem:
+        raise ValueError(f"not a decision record, not written to {path}: {problem}")
+    save_json(path, dict(decision))
+
+
+def read_decision(path: str | os.PathLike) -> dict:
+    """A run's thresholds.json with defaults for files written before calibration and pooling; a
+    file that is not one is a ``FileFormatError`` naming it."""
+    saved = read_json_object(path, "a thresholds file")
+    problem = decision_problem(saved)
+    if problem:
+        raise FileFormatError(f"{path} is not a thresholds file: {problem}")
     return {"thresholds": saved["thresholds"], "positive": tuple(saved.get("positive") or ()),
             "unit": saved.get("unit", "patient"), "temperature": float(saved.get("temperature", 1.0)),
             "calibration": saved.get("calibration", "none"), "pooling": saved.get("pooling", "mean"),

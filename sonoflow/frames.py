@@ -460,21 +460,44 @@ def _sorted_items(rows: pd.DataFrame) -> list[dict]:
     return rows.to_dict("records")
 
 
-def ingest_shard(rows: pd.DataFrame, settings: IngestSettings, out_dir: str | os.PathLike) -> pd.DataFrame:
-    """Ingest the items of one shard into ``out_dir``; return its frame table.
+@dataclass(frozen=True)
+class ShardOutputs:
+    """Where ``ingest_shard`` writes one shard: ``frames`` (N, size, size) uint8 and ``masks``
+    (N, size, size) uint8 0/1 arrays, the frame ``table`` (one row per frame; ``row`` indexes the
+    arrays) and the ``previews`` folder (``<label>/<patient>/``)."""
 
-    Writes ``frames.npy`` (N, size, size) uint8, ``masks.npy`` (N, size, size) uint8 0/1,
-    ``frames.csv`` (one row per frame; ``row`` indexes the arrays) and ``previews/<label>/<patient>/``. Items are
-    processed sorted by item_id; a failing item raises MediaError starting with its item_id.
+    frames: Path
+    masks: Path
+    table: Path
+    previews: Path
+
+    def __init__(self, frames: str | os.PathLike, masks: str | os.PathLike, table: str | os.PathLike,
+                 previews: str | os.PathLike):
+        for name, path in (("frames", frames), ("masks", masks), ("table", table), ("previews", previews)):
+            object.__setattr__(self, name, Path(path))
+
+    @classmethod
+    def in_folder(cls, folder: str | os.PathLike) -> "ShardOutputs":
+        """The workflow's names in ``folder``: frames.npy, masks.npy, frames.csv, previews/."""
+        folder = Path(folder)
+        return cls(folder / "frames.npy", folder / "masks.npy", folder / "frames.csv", folder / "previews")
+
+
+def ingest_shard(rows: pd.DataFrame, settings: IngestSettings, outputs: ShardOutputs | str | os.PathLike) -> pd.DataFrame:
+    """Ingest the items of one shard to ``outputs`` (a folder: ``ShardOutputs.in_folder``'s
+    names in it); return its frame table. Items are processed sorted by item_id; a failing item
+    raises MediaError starting with its item_id.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if not isinstance(outputs, ShardOutputs):
+        outputs = ShardOutputs.in_folder(outputs)
+    for path in (outputs.frames, outputs.masks, outputs.table, outputs.previews):
+        path.parent.mkdir(parents=True, exist_ok=True)
     items = _sorted_items(rows)
     frames: list[np.ndarray] = []
     masks: list[np.ndarray] = []
     records: list[dict] = []
     # previews/ is swapped in whole; a folder left by a killed job is removed as this one starts.
-    with atomic_dir(out_dir / "previews") as previews:
+    with atomic_dir(outputs.previews) as previews:
         for row in items:
             item_id = row["item_id"]
             try:
@@ -495,9 +518,9 @@ def ingest_shard(rows: pd.DataFrame, settings: IngestSettings, out_dir: str | os
             masks.append(item.masks if item.masks is not None else np.zeros_like(item.frames))
             _write_previews(previews, row, item, settings.previews)
         empty = np.zeros((0, settings.size, settings.size), np.uint8)
-        save_npy(out_dir / "frames.npy", np.concatenate(frames) if frames else empty)
-        save_npy(out_dir / "masks.npy", np.concatenate(masks) if masks else empty)
+        save_npy(outputs.frames, np.concatenate(frames) if frames else empty)
+        save_npy(outputs.masks, np.concatenate(masks) if masks else empty)
     table = pd.DataFrame.from_records(records, columns=FRAME_COLUMNS)
     # Written last: a complete table means complete arrays.
-    save_csv(out_dir / "frames.csv", table)
+    save_csv(outputs.table, table)
     return table

@@ -116,6 +116,23 @@ def save_json(path: str | os.PathLike, obj) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+class FileFormatError(ValueError):
+    """A file that passes between stages is not what its reader expects (the message names it)."""
+
+
+def read_json_object(path: str | os.PathLike, what: str) -> dict:
+    """A JSON file holding one object (a dict), or a ``FileFormatError`` naming the file and ``what``
+    it should have been (e.g. 'a splits file')."""
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise FileFormatError(f"{path} is not {what}: not JSON ({error})") from error
+    if not isinstance(value, dict):
+        raise FileFormatError(f"{path} is not {what}: it holds a JSON {type(value).__name__}, not an object")
+    return value
+
+
 def save_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)

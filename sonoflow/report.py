@@ -286,15 +286,11 @@ def _read(path) -> pd.DataFrame:
                                                                             "patient_id": str, "item_id": str})
 
 
-def _json(path) -> dict:
-    import json
-
-    return json.loads(Path(path).read_text())
-
-
 def page_headline(inputs: Mapping, title: str) -> str:
     headline = _read(inputs["headline"]).fillna({"class": ""})
-    thresholds = _json(inputs["thresholds"]) if inputs.get("thresholds") else None
+    from sonoflow.evaluate import read_decision
+
+    thresholds = read_decision(inputs["thresholds"]) if inputs.get("thresholds") else None
     return html_page(f"{title}: headline", headline_sections(headline, thresholds),
                      "Estimates with their 95% confidence interval; n per level in the column header. "
                      "Full precision in the CSV beside this page.")
@@ -531,9 +527,10 @@ def write_landing(path: str | os.PathLike, run_names: Sequence[str], headlines: 
                   audit: str | os.PathLike | None = None, plan: Sequence[Mapping] | None = None) -> None:
     """Read a run's files and write its landing page (see landing_page) atomically; ``plan``: the
     run's plan records (sonoflow.plan.apply_plan), shown as setting -> value."""
+    from sonoflow.evaluate import read_decision
     from sonoflow.io import save_text
 
-    runs = {name: (_read(headline).fillna({"class": ""}), _json(threshold))
+    runs = {name: (_read(headline).fillna({"class": ""}), read_decision(threshold))
             for name, headline, threshold in zip(run_names, headlines, thresholds)}
     logged = log_warnings(log_folder, skip=skip_logs) if log_folder else []
     page = landing_page(runs, source, demo, warnings, logged,

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from dataclasses import asdict, dataclass, fields
 from typing import Mapping, Sequence
 
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedShuffleSplit
+
+from sonoflow.io import FileFormatError, read_json_object, save_json
 
 
 class LeakageError(ValueError):
@@ -181,6 +184,57 @@ def make_splits(frames: pd.DataFrame, labels: Sequence[str], settings: SplitSett
               "excluded_frames": sorted(set(excluded_frames))}
     check_splits(splits, patients["labels"].to_dict())
     return splits
+
+
+def splits_problem(splits) -> str | None:
+    """What keeps ``splits`` from being a splits dict as its readers use it (``test``, ``folds``
+    each with ``fold``, ``train`` and ``val``; ``groups``, ``excluded_items`` and
+    ``excluded_frames`` when present), or None."""
+    if not isinstance(splits, Mapping):
+        return f"a {type(splits).__name__}, not an object"
+    for key in ("test", "folds"):
+        if key not in splits:
+            return f"no {key!r}"
+    if not isinstance(splits["test"], list):
+        return "'test' is not a list of patients"
+    if not isinstance(splits["folds"], list) or not splits["folds"]:
+        return "'folds' is not a non-empty list"
+    for k, fold in enumerate(splits["folds"]):
+        if not isinstance(fold, Mapping):
+            return f"folds[{k}] is not an object"
+        missing = [key for key in ("fold", "train", "val") if key not in fold]
+        if missing:
+            return f"folds[{k}] has no {', '.join(map(repr, missing))}"
+        if not isinstance(fold["fold"], int) or isinstance(fold["fold"], bool):
+            return f"folds[{k}]['fold'] is not a whole number"
+        for part in ("train", "val"):
+            if not isinstance(fold[part], list):
+                return f"folds[{k}][{part!r}] is not a list of patients"
+    if not isinstance(splits.get("groups", {}), Mapping):
+        return "'groups' is not an object"
+    for key in ("labels", "excluded_items", "excluded_frames"):
+        if not isinstance(splits.get(key, []), list):
+            return f"{key!r} is not a list"
+    return None
+
+
+def read_splits(path: str | os.PathLike) -> dict:
+    """``results/splits.json`` as ``make_splits`` built it; a file that is not one is a
+    ``FileFormatError`` naming it."""
+    splits = read_json_object(path, "a splits file")
+    problem = splits_problem(splits)
+    if problem:
+        raise FileFormatError(f"{path} is not a splits file: {problem}")
+    return splits
+
+
+def write_splits(path: str | os.PathLike, splits: Mapping) -> None:
+    """Write ``splits`` (from ``make_splits``) to ``path``, after checking them again."""
+    problem = splits_problem(splits)
+    if problem:
+        raise ValueError(f"not splits, not written to {path}: {problem}")
+    check_splits(splits)
+    save_json(path, splits)
 
 
 def frame_key(frames: pd.DataFrame) -> pd.Series:

@@ -546,6 +546,30 @@ def save_history(path: str | os.PathLike, history: pd.DataFrame) -> None:
     save_csv(path, history)
 
 
+@dataclass(frozen=True)
+class FoldOutputs:
+    """Where ``run_fold`` writes one fold: the best model's ``checkpoint``, the per-epoch
+    ``history`` and the fold's ``predictions_val`` and ``predictions_test`` tables."""
+
+    checkpoint: Path
+    history: Path
+    predictions_val: Path
+    predictions_test: Path
+
+    def __init__(self, checkpoint: str | os.PathLike, history: str | os.PathLike, predictions_val: str | os.PathLike,
+                 predictions_test: str | os.PathLike):
+        for name, path in (("checkpoint", checkpoint), ("history", history), ("predictions_val", predictions_val),
+                           ("predictions_test", predictions_test)):
+            object.__setattr__(self, name, Path(path))
+
+    @classmethod
+    def in_folder(cls, folder: str | os.PathLike) -> "FoldOutputs":
+        """The workflow's names in ``folder``: best.pt, history.csv, predictions_val.csv, predictions_test.csv."""
+        folder = Path(folder)
+        return cls(folder / "best.pt", folder / "history.csv", folder / "predictions_val.csv",
+                   folder / "predictions_test.csv")
+
+
 def run_fold(
     frames: pd.DataFrame,
     splits: Mapping,
@@ -553,10 +577,11 @@ def run_fold(
     store,
     settings: TrainSettings,
     labels: Sequence[str],
-    out_dir: str | os.PathLike,
+    outputs: FoldOutputs | str | os.PathLike,
     resume_path: str | os.PathLike | None = None,
 ) -> TrainResult:
-    """Train one fold and write best.pt, history.csv, predictions_val.csv and predictions_test.csv.
+    """Train one fold and write its checkpoint, history and validation and test predictions to
+    ``outputs`` (a folder: ``FoldOutputs.in_folder``'s names in it).
 
     Frames reach the model only through the fold's PatientPartition, which refuses any patient
     in two parts: leakage is a hard error here, not a convention upstream.
@@ -564,7 +589,8 @@ def run_fold(
     from sonoflow.models import build_model, load_checkpoint_into
     from sonoflow.split import partition_for_fold, select_frames, usable_frames
 
-    out_dir = Path(out_dir)
+    if not isinstance(outputs, FoldOutputs):
+        outputs = FoldOutputs.in_folder(outputs)
     frames = usable_frames(frames, splits)
     partition = partition_for_fold(splits, fold)
     parts = {name: select_frames(frames, partition, name) for name in ("train", "val", "test")}
@@ -581,14 +607,14 @@ def run_fold(
         load_checkpoint_into(model, settings.init_from)
     result = train_classifier(model, store.gather(parts["train"]), targets["train"], store.gather(parts["val"]),
                               targets["val"], len(labels), settings, resume_path=resume_path)
-    save_checkpoint(out_dir / "best.pt", result.model, model_name=settings.model, labels=labels,
+    save_checkpoint(outputs.checkpoint, result.model, model_name=settings.model, labels=labels,
                     settings=settings, in_channels=in_channels, best_epoch=result.best_epoch)
-    save_history(out_dir / "history.csv", result.history)
+    save_history(outputs.history, result.history)
     device = next(result.model.parameters()).device
     for name in ("val", "test"):
         part = parts[name]
         probs = (predict_proba(result.model, store.gather(part), settings.input_size, device=device, amp=settings.amp,
                                tta=settings.tta)
                  if len(part) else np.zeros((0, len(labels)), np.float32))
-        save_csv(out_dir / f"predictions_{name}.csv", prediction_table(part, probs, labels))
+        save_csv(getattr(outputs, f"predictions_{name}"), prediction_table(part, probs, labels))
     return result

@@ -1,11 +1,14 @@
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from sonoflow.evaluate import (EvaluateSettings, base_question, compare_runs, evaluate_readers, evaluate_run, for_people,
-                               model_table, read_headline, read_readers)
+from sonoflow.evaluate import (EvaluateSettings, base_question, compare_runs, decision_record, evaluate_readers,
+                               evaluate_run, for_people, headline_part, model_table, read_decision, read_headline,
+                               read_headline_predictions, read_readers, write_decision)
 from sonoflow.figures import comparison_figure, interval_figure, run_figures
-from sonoflow.io import save_csv
+from sonoflow.io import FileFormatError, save_csv, save_json
 from sonoflow.split import LeakageError
 from test_metrics import predictions
 
@@ -57,6 +60,50 @@ def test_threshold_comes_from_validation_only():
     val, test = fold_tables()
     shifted = [t.assign(prob_malignant=t["prob_malignant"] * 0.5, prob_benign=1 - t["prob_malignant"] * 0.5) for t in test]
     assert evaluate_run(val, test, LABELS, SETTINGS).thresholds == evaluate_run(val, shifted, LABELS, SETTINGS).thresholds
+
+
+def test_decision_round_trip_and_defaults_for_older_files(tmp_path):
+    result = evaluate_run(*fold_tables(), LABELS, SETTINGS)
+    record = decision_record(result, SETTINGS, {"image": 0.05})
+    write_decision(tmp_path / "thresholds.json", record)
+    read = read_decision(tmp_path / "thresholds.json")
+    assert read == {**record, "positive": ("malignant",)}
+    assert read["thresholds"] == result.thresholds and read["unit"] == "patient"
+    save_json(tmp_path / "old.json", {"thresholds": {"image": 0.4, "patient": 0.5}, "positive": ["malignant"]})
+    assert read_decision(tmp_path / "old.json") == {
+        "thresholds": {"image": 0.4, "patient": 0.5}, "positive": ("malignant",), "unit": "patient", "temperature": 1.0,
+        "calibration": "none", "pooling": "mean", "topk": 3, "ece": {}}
+    with pytest.raises(ValueError, match="no 'thresholds'"):
+        write_decision(tmp_path / "bad.json", {"positive": ["malignant"]})
+    assert not (tmp_path / "bad.json").exists()
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("{", "not JSON"),
+    ('"text"', "JSON str"),
+    ('{"test": [], "folds": []}', "no 'thresholds'"),
+    ('{"thresholds": [0.5]}', "'thresholds' is not an object"),
+    ('{"thresholds": {}, "positive": "malignant"}', "'positive' is not a list"),
+])
+def test_read_decision_names_the_file_that_is_not_a_thresholds_file(tmp_path, content, problem):
+    path = tmp_path / "splits.json"
+    path.write_text(content)
+    with pytest.raises(FileFormatError, match=rf"{re.escape(str(path))} is not a thresholds file.*{problem}"):
+        read_decision(path)
+
+
+def test_headline_part_is_test_when_every_run_has_test_predictions_else_the_pooled_folds(tmp_path):
+    val, test = fold_tables()
+    assert headline_part([test[0]]) == "test" and headline_part([test[0].iloc[:0]]) == "cv"
+    assert headline_part([test[0], test[1].iloc[:0]]) == "cv"
+    paths = {}
+    for name, table in {"test": test[0], "empty": test[0].iloc[:0], "cv": val[0]}.items():
+        save_csv(tmp_path / f"{name}.csv", table)
+        paths[name] = tmp_path / f"{name}.csv"
+    part, (table,) = read_headline_predictions([paths["test"]], [tmp_path / "never_read.csv"])
+    assert part == "test" and table["patient_id"].tolist() == test[0]["patient_id"].tolist()
+    part, tables = read_headline_predictions([paths["test"], paths["empty"]], [paths["cv"], paths["cv"]])
+    assert part == "cv" and [len(t) for t in tables] == [len(val[0])] * 2
 
 
 def test_overlapping_validation_and_test_patients_are_refused():

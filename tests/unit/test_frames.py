@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from conftest import write_dicom
-from sonoflow.frames import (FRAME_COLUMNS, IngestSettings, crop_resize, detect_scan_area, frame_selector,
+from sonoflow.frames import (FRAME_COLUMNS, IngestSettings, ShardOutputs, crop_resize, detect_scan_area, frame_selector,
                              ingest_item, ingest_shard, preview_folder, read_item_frames)
 from sonoflow.media import MediaError
 
@@ -315,6 +315,20 @@ def test_ingest_shard_outputs(tmp_path):
     # A rerun replaces the previews instead of piling up stale ones.
     ingest_shard(rows, IngestSettings(size=64, max_frames=4, previews=1), out)
     assert sorted(p.name for p in (out / "previews").rglob("*.png")) == ["d1_0.png", "i1_0.png", "v1_0.png"]
+
+
+def test_ingest_shard_writes_to_the_paths_it_is_given(tmp_path):
+    png = write_png(tmp_path / "img.png", lesion_image([(100, 150, 40)]))
+    rows = sheet({"item_id": "i1", "patient_id": "p1", "path": str(png), "label": "cyst"})
+    outputs = ShardOutputs(frames=tmp_path / "a" / "images.npy", masks=tmp_path / "b" / "lesions.npy",
+                           table=tmp_path / "c" / "table.csv", previews=tmp_path / "d" / "shown")
+    table = ingest_shard(rows, IngestSettings(size=32), outputs)
+    assert np.load(outputs.frames).shape == np.load(outputs.masks).shape == (1, 32, 32)
+    assert pd.read_csv(outputs.table)["item_id"].tolist() == table["item_id"].tolist() == ["i1"]
+    assert [p.name for p in outputs.previews.rglob("*.png")] == ["i1_0.png"]
+    assert ShardOutputs.in_folder(tmp_path / "shard_00") == ShardOutputs(
+        tmp_path / "shard_00/frames.npy", tmp_path / "shard_00/masks.npy", tmp_path / "shard_00/frames.csv",
+        tmp_path / "shard_00/previews")
 
 
 def test_preview_folder_by_class_and_patient():

@@ -1,4 +1,5 @@
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -6,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from sonoflow.io import atomic_path, save_npy
+from sonoflow.io import FileFormatError, atomic_path, read_json_object, save_json, save_npy
 
 
 def test_failed_write_leaves_nothing_and_keeps_the_old_file(tmp_path):
@@ -80,3 +81,15 @@ def test_sigkill_mid_folder_write_leaves_a_hidden_folder_that_the_next_writer_re
         (folder / "new.png").write_bytes(b"v2")
     assert [p.name for p in tmp_path.iterdir()] == ["previews"]
     assert [p.name for p in target.iterdir()] == ["new.png"] and oct(target.stat().st_mode & 0o777) != "0o700"
+
+
+def test_read_json_object_round_trip_and_errors_name_the_file(tmp_path):
+    path = tmp_path / "record.json"
+    save_json(path, {"b": [1, 2], "a": None})
+    assert read_json_object(path, "a record") == {"a": None, "b": [1, 2]}
+    path.write_text("{oops")
+    with pytest.raises(FileFormatError, match=f"{re.escape(str(path))} is not a record: not JSON"):
+        read_json_object(path, "a record")
+    path.write_text("[]")
+    with pytest.raises(FileFormatError, match=f"{re.escape(str(path))} is not a record: it holds a JSON list"):
+        read_json_object(path, "a record")

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sonoflow.evaluate import evaluate_run
-from sonoflow.io import save_csv, save_json
+from sonoflow.evaluate import evaluate_run, write_decision
+from sonoflow.io import save_csv
 from sonoflow.report import (DEGENERATE, PAGES, dedup_counts, format_estimate, format_number, landing_page,
                              log_warnings, operating_point, readable, write_landing, write_pages)
 from test_evaluate import LABELS, SETTINGS, fold_tables
@@ -61,7 +61,7 @@ def evaluated(tmp_path_factory):
     save_csv(folder / "headline.csv", result.headline)
     save_csv(folder / "folds.csv", result.folds)
     save_csv(folder / "leakage.csv", pd.DataFrame({"fold": [0, 1], "pairs": [3, 3], "crossing": [1, 0]}))
-    save_json(folder / "thresholds.json", {"thresholds": result.thresholds, "positive": ["malignant"]})
+    write_decision(folder / "thresholds.json", {"thresholds": result.thresholds, "positive": ["malignant"]})
     return folder, result
 
 

@@ -1,12 +1,14 @@
 import json
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from sonoflow.io import FileFormatError
 from sonoflow.split import (LeakageError, PatientPartition, SplitError, SplitSettings, check_enough_patients,
                             check_splits, frames_for_parts, held_out_patients, make_splits, partition_for_fold,
-                            patient_table, select_frames, split_report)
+                            patient_table, read_splits, select_frames, split_report, write_splits)
 
 LABELS = ["a", "b", "c"]
 
@@ -130,9 +132,12 @@ def test_select_frames_returns_only_that_part_and_refuses_unknown_patients():
         select_frames(extra, partition, "train")
 
 
-def test_json_round_trip_and_tampering_is_caught():
+def test_json_round_trip_and_tampering_is_caught(tmp_path):
     frames = frames_of(60)
-    splits = json.loads(json.dumps(make_splits(frames, LABELS, SplitSettings(seed=6, folds=3))))
+    made = make_splits(frames, LABELS, SplitSettings(seed=6, folds=3), excluded_items=["P0001_i0"])
+    write_splits(tmp_path / "splits.json", made)
+    splits = read_splits(tmp_path / "splits.json")
+    assert splits == json.loads(json.dumps(made))
     check_splits(splits, patient_table(frames)["label"].to_dict())
     tampered = json.loads(json.dumps(splits))
     tampered["folds"][0]["train"].append(tampered["folds"][0]["val"][0])
@@ -142,6 +147,37 @@ def test_json_round_trip_and_tampering_is_caught():
     tampered["folds"][1]["val"].append(tampered["test"][0])
     with pytest.raises(LeakageError):
         check_splits(tampered)
+
+
+def test_write_splits_refuses_leaky_or_malformed_splits(tmp_path):
+    splits = make_splits(frames_of(45), LABELS, SplitSettings(seed=6, folds=3))
+    leaky = json.loads(json.dumps(splits))
+    leaky["folds"][0]["train"].append(leaky["test"][0])
+    with pytest.raises(LeakageError):
+        write_splits(tmp_path / "splits.json", leaky)
+    with pytest.raises(ValueError, match="no 'folds'"):
+        write_splits(tmp_path / "splits.json", {"test": []})
+    assert not (tmp_path / "splits.json").exists()
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("not json", "not JSON"),
+    ("[1, 2]", "JSON list"),
+    ('{"test": []}', "no 'folds'"),
+    ('{"folds": [{"fold": 0, "train": [], "val": []}]}', "no 'test'"),
+    ('{"test": "P1", "folds": [{"fold": 0, "train": [], "val": []}]}', "'test' is not a list"),
+    ('{"test": [], "folds": []}', "'folds' is not a non-empty list"),
+    ('{"test": [], "folds": [{"fold": 0, "train": []}]}', "folds\\[0\\] has no 'val'"),
+    ('{"test": [], "folds": [{"fold": "0", "train": [], "val": []}]}', "not a whole number"),
+    ('{"test": [], "folds": [{"fold": 0, "train": [], "val": "P1"}]}', "'val'\\] is not a list"),
+    ('{"test": [], "folds": [{"fold": 0, "train": [], "val": []}], "groups": []}', "'groups' is not an object"),
+    ('{"test": [], "folds": [{"fold": 0, "train": [], "val": []}], "excluded_items": "x"}', "'excluded_items' is not"),
+])
+def test_read_splits_names_the_file_that_is_not_a_splits_file(tmp_path, content, problem):
+    path = tmp_path / "thresholds.json"
+    path.write_text(content)
+    with pytest.raises(FileFormatError, match=rf"{re.escape(str(path))} is not a splits file.*{problem}"):
+        read_splits(path)
 
 
 def test_split_report_counts_every_frame_once_per_fold():

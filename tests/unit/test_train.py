@@ -289,3 +289,36 @@ def test_recipe_settings_come_from_the_config():
                                           "warmup_epochs": 1, "augment": {"speckle": 0.1}}, "efficientnet_lite0")
     assert settings.tta == ("hflip", "shift") and settings.ema == 0.99 and settings.augment.speckle == 0.1
     assert TrainSettings.from_config({}, "resnet18").tta == ()
+
+
+def test_run_fold_writes_to_the_paths_it_is_given(tmp_path, monkeypatch):
+    import dataclasses
+
+    import pandas as pd
+
+    from sonoflow import models
+    from sonoflow.dataset import FrameStore
+    from sonoflow.train import FoldOutputs, run_fold
+
+    monkeypatch.setattr(models, "build_model", lambda name, n_classes, **kwargs: tiny_cnn(n_classes))
+    images, targets = bright_vs_dark(48)
+    np.save(tmp_path / "frames.npy", images)
+    labels = ["dark", "bright"]
+    frames = pd.DataFrame({"shard": "00", "row": range(48), "patient_id": [f"P{i:02d}" for i in range(48)],
+                           "item_id": [f"I{i:02d}" for i in range(48)], "frame_index": 0,
+                           "label": [labels[t] for t in targets]})
+    patients = frames["patient_id"].tolist()
+    splits = {"test": patients[40:], "folds": [{"fold": 0, "train": patients[:32], "val": patients[32:40]}]}
+    outputs = FoldOutputs(checkpoint=tmp_path / "a" / "model.pt", history=tmp_path / "b" / "epochs.csv",
+                          predictions_val=tmp_path / "c" / "val.csv", predictions_test=tmp_path / "d" / "test.csv")
+    run_fold(frames, splits, 0, FrameStore({"00": tmp_path / "frames.npy"}), dataclasses.replace(SETTINGS, epochs=2),
+             labels, outputs)
+    assert torch.load(outputs.checkpoint, weights_only=True)["labels"] == labels
+    assert len(pd.read_csv(outputs.history)) == 2
+    assert pd.read_csv(outputs.predictions_val)["patient_id"].tolist() == patients[32:40]
+    assert pd.read_csv(outputs.predictions_test)["patient_id"].tolist() == patients[40:]
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["epochs.csv", "frames.npy", "model.pt",
+                                                                          "test.csv", "val.csv"]
+    assert FoldOutputs.in_folder(tmp_path) == FoldOutputs(tmp_path / "best.pt", tmp_path / "history.csv",
+                                                          tmp_path / "predictions_val.csv",
+                                                          tmp_path / "predictions_test.csv")

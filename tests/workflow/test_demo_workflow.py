@@ -57,11 +57,11 @@ def test_demo_produces_frames_masks_and_denoised_arrays(demo_run):
 
 @pytest.mark.parametrize("mode", INPUTS)
 def test_training_outputs_respect_the_patient_split(demo_run, mode):
-    import json
-
     import torch
 
-    splits = json.loads((demo_run / "results/splits.json").read_text())
+    from sonoflow.split import read_splits
+
+    splits = read_splits(demo_run / "results/splits.json")
     assert splits["test"], "the tiny config holds out test patients"
     for fold in splits["folds"]:
         folder = demo_run / f"results/train/efficientnet_lite0/{mode}/fold_{fold['fold']}"
@@ -140,11 +140,11 @@ def test_report_holds_every_figure_and_table_and_the_manifest_describes_the_run(
 
 
 def test_segmenter_never_sees_test_masks_and_writes_rois_for_every_frame(demo_run):
-    import json
-
     import torch
 
-    splits = json.loads((demo_run / "results/splits.json").read_text())
+    from sonoflow.split import read_splits
+
+    splits = read_splits(demo_run / "results/splits.json")
     patients = torch.load(demo_run / "results/segment/all/unet.pt", weights_only=True)["patients"]
     assert patients["train"] and patients["val"]
     assert not (set(patients["train"]) | set(patients["val"])) & set(splits["test"])
@@ -331,9 +331,9 @@ def test_cam_skips_stacked_input_with_a_log_line(demo_run):
 
 
 def test_planted_duplicate_under_another_patient_is_found_and_grouped(demo_run, tmp_path):
-    import json
-
     import cv2
+
+    from sonoflow.split import read_splits
 
     data = tmp_path / "data"
     shutil.copytree(demo_run / "results/demo", data)
@@ -350,7 +350,7 @@ def test_planted_duplicate_under_another_patient_is_found_and_grouped(demo_run, 
     run_snakemake(workdir, "results/dedup/crossing.csv", config=config)
     pairs = pd.read_csv(workdir / "results/dedup/pairs.csv", dtype=str)
     assert {(source["item_id"], "copy_of_it")} == set(zip(pairs["item_a"], pairs["item_b"]))
-    splits = json.loads((workdir / "results/splits.json").read_text())
+    splits = read_splits(workdir / "results/splits.json")
     assert splits["groups"] == {source["patient_id"]: min(source["patient_id"], "COPY01"),
                                 "COPY01": min(source["patient_id"], "COPY01")}
     assert (pd.read_csv(workdir / "results/dedup/crossing.csv")["crossing"] == 0).all()
@@ -358,9 +358,9 @@ def test_planted_duplicate_under_another_patient_is_found_and_grouped(demo_run, 
 
 
 def test_planted_cross_label_copy_is_a_conflict_and_drop_removes_its_group(demo_run, tmp_path):
-    import json
-
     import cv2
+
+    from sonoflow.split import read_splits
 
     data = tmp_path / "data"
     shutil.copytree(demo_run / "results/demo", data)
@@ -380,7 +380,7 @@ def test_planted_cross_label_copy_is_a_conflict_and_drop_removes_its_group(demo_
     assert list(zip(conflicts["item_a"], conflicts["item_b"], conflicts["label_a"], conflicts["label_b"])) == [
         (source["item_id"], "copy_of_it", source["label"], other)]
     assert "1 near-duplicate item pairs carry different labels" in (workdir / "results/logs/dedup/dedup.log").read_text()
-    splits = json.loads((workdir / "results/splits.json").read_text())
+    splits = read_splits(workdir / "results/splits.json")
     assert splits["excluded_items"] == sorted([source["item_id"], "copy_of_it"])
     assert "2 items of near-duplicate groups" in (workdir / "results/logs/split.log").read_text()
     summary = pd.read_csv(workdir / "results/audit/summary.csv", keep_default_na=False)
@@ -417,11 +417,10 @@ def test_mark_policies_change_training_only_when_asked(demo_run):
 
 def held_out_sheet(workdir, path):
     """The demo's test patients as a sheet of new cases (absolute paths, no label column)."""
-    import json
-
     from sonoflow.predict import unlabelled_sheet
+    from sonoflow.split import read_splits
 
-    test = json.loads((workdir / "results/splits.json").read_text())["test"]
+    test = read_splits(workdir / "results/splits.json")["test"]
     rows = unlabelled_sheet(workdir / "results/demo/samples.csv", test)
     rows.to_csv(path, index=False)
     return rows

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from conftest import run_snakemake
+from sonoflow.split import read_splits
 
 pytestmark = pytest.mark.workflow
 
@@ -39,7 +40,7 @@ def test_several_label_patients_run_end_to_end_grouped_by_patient_scored_per_ite
     outputs = [f"{RUN}/{name}" for name in ("headline.csv", "pooling.csv", "calibration.csv", "thresholds.json")]
     run_snakemake(tmp_path, *outputs, config=config)
 
-    splits = json.loads((tmp_path / "results/splits.json").read_text())
+    splits = read_splits(tmp_path / "results/splits.json")
     test = set(splits["test"])
     for fold in splits["folds"]:  # grouped by patient: no patient on two sides, whatever its items' labels
         assert not (set(fold["train"]) & set(fold["val"])) and not ((set(fold["train"]) | set(fold["val"])) & test)

@@ -1,7 +1,6 @@
 """Every study preset runs end to end on a tiny generated demo, with its protocol intact and only
 its length cut down (one epoch, small frames), and writes every output it says the study reported."""
 
-import json
 import shutil
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from sonoflow.demo import make_demo
 from sonoflow.plan import per_fold_segmenters
 from sonoflow.presets import preset_config, preset_paths
 from sonoflow.sheet import read_sheet
-from sonoflow.split import SplitError, SplitSettings, check_enough_patients
+from sonoflow.split import SplitError, SplitSettings, check_enough_patients, read_splits
 
 pytestmark = pytest.mark.workflow
 DEMO_LABELS = ["cyst", "hyperechoic_mass", "hypoechoic_mass", "normal"]
@@ -82,7 +81,7 @@ def run_preset(name: str, workdir: Path, sheet: Path) -> dict:
 def check_run(name: str, workdir: Path, config: dict) -> None:
     preset, train, split = config["preset"], config["train"], config["split"]
     mode = train["inputs"][0]
-    splits = json.loads((workdir / "results/splits.json").read_text())
+    splits = read_splits(workdir / "results/splits.json")
     assert len(splits["folds"]) == split["folds"]
     assert bool(splits["test"]) == (split["test_fraction"] > 0)
     for model in train["models"]:
