@@ -33,7 +33,8 @@ from sonoflow.io import save_csv
 from sonoflow.media import iter_frames
 from sonoflow.models import build_model
 from sonoflow.split import partition_for_fold, select_frames, usable_frames
-from sonoflow.train import prediction_table, seed_everything
+from sonoflow.loop import seed_everything
+from sonoflow.train import prediction_table
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
