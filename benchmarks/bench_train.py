@@ -33,10 +33,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from sonoflow.loop import pick_device
 from sonoflow.models import build_model
 from sonoflow.segment import DiceBCELoss, SegmentSettings, build_unet, predict_masks, train_segmenter
-from sonoflow.train import (AugmentSettings, GRAY_MEAN, GRAY_STD, TrainSettings, pick_device, predict_proba,
-                            train_classifier)
+from sonoflow.train import AugmentSettings, GRAY_MEAN, GRAY_STD, TrainSettings, predict_proba, train_classifier
 
 NO_AUGMENT = AugmentSettings(hflip=0, rotate=0, translate=0, scale=0, brightness=0, contrast=0)
 UNET = "unet"
@@ -187,12 +187,11 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     if args.clock == "cpu":  # every timer in this run, sonoflow's loops' included, reads CPU seconds
-        import sonoflow.segment
-        import sonoflow.train
+        import sonoflow.loop
 
         global time
         time = types.SimpleNamespace(perf_counter=time.process_time)
-        sonoflow.train.time = sonoflow.segment.time = time
+        sonoflow.loop.time = time
     device = pick_device("auto")
     frames = np.random.default_rng(0).integers(0, 255, (args.images, args.size, args.size), dtype=np.uint8)
     print(f"device={device.type} size={args.size} batch={args.batch} images={args.images} "

@@ -32,8 +32,9 @@ from sonoflow.evaluate import EvaluateSettings, evaluate_run, read_headline
 from sonoflow.io import save_csv
 from sonoflow.media import iter_frames
 from sonoflow.models import build_model
+from sonoflow.loop import seed_everything
 from sonoflow.split import partition_for_fold, read_splits, select_frames, usable_frames
-from sonoflow.train import prediction_table, seed_everything
+from sonoflow.train import prediction_table
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)

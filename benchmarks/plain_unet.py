@@ -33,7 +33,7 @@ from sonoflow.frames import mask_paths, read_mask
 from sonoflow.io import save_csv
 from sonoflow.media import read_image
 from sonoflow.segment import DiceBCELoss, build_unet, segmentation_summary, segmentation_table
-from sonoflow.train import seed_everything
+from sonoflow.loop import seed_everything
 
 MEAN, STD = 0.449, 0.226
 

@@ -1,4 +1,7 @@
-"""Rule train_segmenter: a U-Net on the masked frames of the patients this segmenter may use."""
+"""Rule train_segmenter: a U-Net on the masked frames of the patients this segmenter may use; resumes from its
+saved state after a kill."""
+
+from pathlib import Path
 
 import torch
 
@@ -21,7 +24,9 @@ with log_to(snakemake.log[0]) as log:
         f"{name} {part['patient_id'].nunique()} patients / {len(part)} masked frames" for name, part in parts.items()))
     train_masks = masks.gather(parts["train"])
     settings = with_roi_scale(settings, train_masks)
+    resume_state = Path(snakemake.params.resume_state)
     result = train_segmenter(images.gather(parts["train"]), train_masks,
-                             images.gather(parts["val"]), masks.gather(parts["val"]), settings)
+                             images.gather(parts["val"]), masks.gather(parts["val"]), settings, resume_path=resume_state)
     save_csv(snakemake.output.history, result.history)
     save_segmenter(snakemake.output.model, result.model, settings, partition, result.best_epoch)
+    resume_state.unlink(missing_ok=True)  # finished: the next run of this job starts afresh

@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from sonoflow.figures import cam_overlay_figure
-from sonoflow.train import as_unit_float, normalise, pick_device
+from sonoflow.loop import pick_device
+from sonoflow.train import as_unit_float, normalise
 
 log = logging.getLogger("sonoflow.cam")
 
@@ -67,8 +68,9 @@ class CamSettings:
 # --- Model and CAMs --------------------------------------------------------------------------------
 
 
-def load_classifier(path, device: str = "auto") -> tuple[nn.Module, dict]:
-    """A trained fold's classifier in eval mode, and its checkpoint metadata."""
+def load_classifier(path, device: str = "auto", setting: str = "cam.device") -> tuple[nn.Module, dict]:
+    """A trained fold's classifier in eval mode, and its checkpoint metadata; ``device`` comes
+    from the config key ``setting`` (named when CUDA is asked for and absent)."""
     from sonoflow.checkpoints import load_classifier as load_classifier_checkpoint
     from sonoflow.models import build_model
 
@@ -77,7 +79,7 @@ def load_classifier(path, device: str = "auto") -> tuple[nn.Module, dict]:
     model = build_model(checkpoint["model_name"], len(checkpoint["labels"]), in_channels=checkpoint["in_channels"],
                         input_size=settings["input_size"])
     model.load_state_dict(checkpoint["model"])
-    return model.to(pick_device(device)).eval(), checkpoint
+    return model.to(pick_device(device, setting)).eval(), checkpoint
 
 
 def model_input(frames: np.ndarray, input_size: int, device: torch.device) -> torch.Tensor:

@@ -12,8 +12,8 @@ is never written.
 Kinds (each written atomically, so a killed job never leaves one that looks complete):
 - classifier ``best.pt``: ``model`` (state dict), ``model_name``, ``labels``, ``settings``
   (plain dict), ``in_channels``, ``best_epoch`` — read by init_from, cam and predict;
-- classifier resume state ``fold_K.resume.pt``: model, optimizer, scheduler and RNG states,
-  history, best weights so far;
+- resume state (classifier ``fold_K.resume.pt``, segmenter ``<name>.resume.pt``; ``sonoflow.loop``):
+  model, optimizer, scheduler and RNG states, history, best weights so far;
 - segmenter ``unet.pt``: ``model``, ``settings`` (plain dict), ``best_epoch``, ``patients``;
 - pretrained weights files (read only): a state dict, possibly under ``model``/``state_dict``.
 """
@@ -158,7 +158,8 @@ def load_classifier(path: str | os.PathLike) -> dict:
     return _require(load(path, "classifier checkpoint"), CLASSIFIER_KEYS, path, "classifier checkpoint")
 
 
-# Classifier resume state: fold_K.resume.pt, next to the fold's folder while it trains.
+# Resume state (sonoflow.loop): fold_K.resume.pt next to a classifier fold's folder, <name>.resume.pt next to a
+# segmenter's, while it trains.
 def save_resume_state(path: str | os.PathLike, state: Mapping) -> None:
     save(path, state)
 

@@ -155,7 +155,7 @@ def predict_run(frames: pd.DataFrame, checkpoints: Sequence[str | os.PathLike], 
 
     fold_tables = []
     for path, store in zip(checkpoints, stores):
-        model, checkpoint = load_classifier(path, device)
+        model, checkpoint = load_classifier(path, device, "train.device")
         if list(checkpoint["labels"]) != list(labels):
             raise ValueError(f"{path} was trained for labels {checkpoint['labels']}, the run's are {list(labels)}")
         probs = predict_proba(model, store.gather(frames), checkpoint["settings"]["input_size"],
@@ -169,7 +169,7 @@ def predict_run(frames: pd.DataFrame, checkpoints: Sequence[str | os.PathLike], 
         return prediction, shown, np.zeros((0, 1, 1), np.uint8), np.zeros((0, 1, 1), np.float32), False
     images, cams = [], []
     for path, store in zip(checkpoints, stores):
-        model, checkpoint = load_classifier(path, device)
+        model, checkpoint = load_classifier(path, device, "train.device")
         images.append(store.gather(shown))
         cams.append(fold_cams(model, checkpoint, images[-1], shown["class_index"].tolist(), cam_method))
     ensemble = all(np.array_equal(images[0], other) for other in images[1:])

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import time
+import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Mapping, Sequence
 
@@ -32,8 +32,8 @@ from sonoflow import checkpoints
 from sonoflow.frames import IngestSettings, crop_resize
 from sonoflow.models import adapt_input_channels, map_by_position
 from sonoflow.split import PatientPartition, select_frames, unit_hash
-from sonoflow.train import (AugmentSettings, as_unit_float, augment_batch, batches_on, normalise, pick_device,
-                            seed_everything, to_device)
+from sonoflow.loop import EpochBatches, fit, pick_device, resume_fingerprint, seed_everything, to_device
+from sonoflow.train import AugmentSettings, as_unit_float, augment_batch, normalise
 from sonoflow.weights import resolve_weights
 
 log = logging.getLogger("sonoflow.segment")
@@ -173,6 +173,7 @@ class SegmenterResult:
     model: nn.Module
     history: pd.DataFrame
     best_epoch: int
+    resumed_from_epoch: int = 0
 
 
 def _logits(model: nn.Module, x: torch.Tensor, size: int, use_amp: bool) -> torch.Tensor:
@@ -202,24 +203,17 @@ def predict_masks(model: nn.Module, frames: np.ndarray, settings: SegmentSetting
     return out
 
 
-def epoch_batches(n: int, batch_size: int, steps: int, generator: torch.Generator) -> list[torch.Tensor]:
-    """Index batches of one epoch: seeded permutations, repeated until ``steps`` batches (at
-    least one pass); a last batch of one is dropped, since BatchNorm cannot train on it."""
-    batches: list[torch.Tensor] = []
-    while not batches or len(batches) < steps:
-        order = torch.randperm(n, generator=generator)
-        batches += [order[start : start + batch_size] for start in range(0, n, batch_size)
-                    if n == 1 or len(order[start : start + batch_size]) > 1]
-    return batches[: max(steps, 1)] if steps else batches
-
-
 def train_segmenter(frames: np.ndarray, masks: np.ndarray, val_frames: np.ndarray, val_masks: np.ndarray,
-                    settings: SegmentSettings) -> SegmenterResult:
-    """Train a U-Net on (N, H, W) uint8 frames and 0/1 masks; early stopping on validation loss."""
+                    settings: SegmentSettings, resume_path: str | os.PathLike | None = None) -> SegmenterResult:
+    """Train a U-Net on (N, H, W) uint8 frames and 0/1 masks; early stopping on validation loss.
+
+    With ``resume_path``, the full state is saved there after every epoch, and a run that finds a
+    state for the same settings and data continues from its last saved epoch (``sonoflow.loop``).
+    """
     if len(frames) == 0 or len(val_frames) == 0:
         raise ValueError("the segmenter needs masked frames in both its training and validation part")
     seed_everything(settings.seed)
-    device = pick_device(settings.device)
+    device = pick_device(settings.device, "segment.device")
     use_amp = settings.amp and device.type == "cuda"
     model = build_unet(settings.encoder, 1, settings.weights, **settings.architecture).to(device)
     if device.type == "cuda":
@@ -230,48 +224,31 @@ def train_segmenter(frames: np.ndarray, masks: np.ndarray, val_frames: np.ndarra
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(settings.epochs, 1))
     generator = torch.Generator().manual_seed(settings.seed)
+    batches = EpochBatches(len(x_train), settings.batch_size, generator, steps=settings.steps_per_epoch)
     val_target = np.ascontiguousarray(val_masks).astype(bool)
 
-    history, best_loss, best_epoch, best_state = [], math.inf, 0, None
-    for epoch in range(1, settings.epochs + 1):
-        if best_epoch and epoch - best_epoch > settings.patience:
-            break
-        model.train()
-        started, loss_sum, seen = time.perf_counter(), torch.zeros((), device=device), 0
-        for index in batches_on(epoch_batches(len(x_train), settings.batch_size, settings.steps_per_epoch, generator),
-                                device):
-            x = as_unit_float(x_train[index])
-            y = y_train[index].float().unsqueeze(1)
-            if settings.augment.enabled:
-                x, y = augment_batch(x, settings.augment, generator, masks=y)
-            logits = _logits(model, x, settings.input_size, use_amp)
-            loss = loss_fn(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach() * len(index)
-            seen += len(index)
-        scheduler.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)  # once per epoch: the training part's time, validation excluded
-        train_seconds = time.perf_counter() - started
-        probs = predict_masks(model, val_frames, settings, device=device)
+    def step(index: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        x = as_unit_float(x_train[index])
+        y = y_train[index].float().unsqueeze(1)
+        if settings.augment.enabled:
+            x, y = augment_batch(x, settings.augment, generator, masks=y)
+        return loss_fn(_logits(model, x, settings.input_size, use_amp), y), {}
+
+    def validate(scored: nn.Module) -> dict:
+        probs = predict_masks(scored, val_frames, settings, device=device)
         val_loss = float(loss_fn(torch.logit(torch.from_numpy(probs).clamp(1e-6, 1 - 1e-6)).unsqueeze(1),
                                  torch.from_numpy(val_target).float().unsqueeze(1)))
         scores = mask_scores(np.stack([postprocess(p, settings) for p in probs]), val_target)
-        row = {"epoch": epoch, "train_loss": float(loss_sum) / max(seen, 1), "val_loss": val_loss,
-               "val_dice": float(np.nanmean(scores["dice"])), "lr": optimizer.param_groups[0]["lr"],
-               "seconds": time.perf_counter() - started, "images_per_s": seen / max(train_seconds, 1e-9)}
-        if val_loss < best_loss - settings.min_delta:
-            best_loss, best_epoch = val_loss, epoch
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        history.append(row)
-        log.info("epoch %d/%d train_loss %.4f val_loss %.4f val_dice %.3f", epoch, settings.epochs,
-                 row["train_loss"], val_loss, row["val_dice"])
-    model.load_state_dict(best_state)
-    table = pd.DataFrame(history)
-    table["best"] = table["epoch"] == best_epoch
-    return SegmenterResult(model, table, best_epoch)
+        return {"val_loss": val_loss, "val_dice": float(np.nanmean(scores["dice"]))}
+
+    def describe(row: dict) -> str:
+        return f"train_loss {row['train_loss']:.4f} val_loss {row['val_loss']:.4f} val_dice {row['val_dice']:.3f}"
+
+    fitted = fit(model, optimizer, scheduler, generator, batches, step, validate, epochs=settings.epochs,
+                 patience=settings.patience, min_delta=settings.min_delta, device=device, logger=log,
+                 describe=describe, resume_path=resume_path, seconds="epoch",
+                 fingerprint=resume_fingerprint(settings.to_dict(), frames, masks, val_frames, val_masks))
+    return SegmenterResult(model, fitted.history, fitted.best_epoch, fitted.resumed_from_epoch)
 
 
 def save_segmenter(path, model: nn.Module, settings: SegmentSettings, partition: PatientPartition,
@@ -289,7 +266,7 @@ def load_segmenter(path, device: str | None = None) -> tuple[nn.Module, SegmentS
     settings = SegmentSettings(**{**stored, "augment": AugmentSettings(**stored["augment"]), "weights": None})
     model = build_unet(settings.encoder, 1, **settings.architecture)
     model.load_state_dict(checkpoint["model"])
-    return model.to(pick_device(device or settings.device)), settings, checkpoint["patients"]
+    return model.to(pick_device(device or settings.device, "segment.device")), settings, checkpoint["patients"]
 
 
 def segment_frames(model: nn.Module, frames: np.ndarray,

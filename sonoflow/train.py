@@ -1,4 +1,5 @@
-"""Classifier training for one (model, fold): the loop, augmentation, resume and predictions.
+"""Classifier training for one (model, fold): its step, augmentation, validation and predictions
+(the epoch loop, early stopping and resume are ``sonoflow.loop``'s, shared with the U-Net).
 
 The training frames live as one uint8 tensor on the training device (they were decoded once, at
 ingest), so a batch is an index into memory; augmentation runs on the batch, on the same device.
@@ -7,12 +8,9 @@ That keeps a GPU fed without worker processes, and is what `benchmarks/bench_tra
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import os
-import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -25,6 +23,7 @@ from torch import nn
 
 from sonoflow import checkpoints
 from sonoflow.io import save_csv
+from sonoflow.loop import EpochBatches, fit, pick_device, resume_fingerprint, seed_everything, to_device
 
 log = logging.getLogger("sonoflow.train")
 
@@ -97,22 +96,6 @@ class TrainResult:
     best_epoch: int
     best_val_loss: float
     resumed_from_epoch: int = 0
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device is 'cuda' but no CUDA device is available")
-    return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    # Warn instead of failing for the few CUDA kernels without a deterministic version.
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
 def as_unit_float(batch: torch.Tensor) -> torch.Tensor:
@@ -251,57 +234,6 @@ def make_ema(model: nn.Module, settings: TrainSettings):
     return ModelEmaV3(model, decay=settings.ema, use_warmup=True)
 
 
-def data_fingerprint(*arrays: np.ndarray) -> str:
-    """A digest of the training data, so a resume state is only reused for the same inputs."""
-    digest = hashlib.sha256()
-    for array in arrays:
-        digest.update(str(array.shape).encode())
-        digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()[:16]
-
-
-def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A host tensor on ``device``: through pinned memory and an asynchronous copy for CUDA."""
-    if device.type == "cuda":
-        return tensor.pin_memory().to(device, non_blocking=True)
-    return tensor.to(device)
-
-
-class EpochBatches:
-    """Index batches for one epoch: a seeded permutation, or a class-balanced draw."""
-
-    def __init__(self, labels: np.ndarray, batch_size: int, balanced: bool, generator: torch.Generator):
-        self.labels = torch.tensor(labels)  # a copy: labels may be a read-only view (pandas, memory maps)
-        self.batch_size = batch_size
-        self.balanced = balanced
-        self.generator = generator
-
-    def __iter__(self):
-        n = len(self.labels)
-        if self.balanced:
-            counts = torch.bincount(self.labels).float()
-            weights = (1.0 / counts)[self.labels]
-            order = torch.multinomial(weights, n, replacement=True, generator=self.generator)
-        else:
-            order = torch.randperm(n, generator=self.generator)
-        # Drop a last batch of one: BatchNorm cannot train on it.
-        for start in range(0, n, self.batch_size):
-            index = order[start : start + self.batch_size]
-            if len(index) > 1 or n == 1:
-                yield index
-
-    def on(self, device: torch.device) -> Sequence[torch.Tensor]:
-        return batches_on(list(self), device)
-
-
-def batches_on(batches: Sequence[torch.Tensor], device: torch.device) -> Sequence[torch.Tensor]:
-    """An epoch's index batches on ``device``, moved in one copy (not one small transfer per
-    step); they are drawn on the CPU, so the order is the same on any device."""
-    if device.type == "cpu" or not batches:
-        return batches
-    return to_device(torch.cat(list(batches)), device).split([len(index) for index in batches])
-
-
 TTA_VIEWS = ("hflip", "shift")
 TTA_SHIFT = 0.04  # share of the side, each way
 
@@ -371,14 +303,14 @@ def train_classifier(
 ) -> TrainResult:
     """Train with early stopping on validation loss; returns the best model (by that loss).
 
-    With ``resume_path``, the full state is saved there after every epoch (``ResumeSaver`` skips
-    epochs while saving would cost over a tenth of the training time), and a run that finds a
+    With ``resume_path``, the full state is saved there after every epoch (``sonoflow.loop.ResumeSaver``
+    skips epochs while saving would cost over a tenth of the training time), and a run that finds a
     state for the same settings and data continues from its last saved epoch.
     """
     if len(train_frames) == 0 or len(val_frames) == 0:
         raise ValueError("training and validation sets must both have frames")
     seed_everything(settings.seed)
-    device = pick_device(settings.device)
+    device = pick_device(settings.device, "train.device")
     use_amp = settings.amp and device.type == "cuda"
     model = model.to(device)
     if device.type == "cuda":
@@ -398,133 +330,38 @@ def train_classifier(
     optimizer = make_optimizer(model, settings)
     scheduler = make_scheduler(optimizer, settings)
     generator = torch.Generator().manual_seed(settings.seed)
-    batches = EpochBatches(train_labels, settings.batch_size, settings.class_weighting == "sampler", generator)
+    batches = EpochBatches(len(train_labels), settings.batch_size, generator,
+                           labels=train_labels if settings.class_weighting == "sampler" else None)
     ema = make_ema(model, settings)
-    step = 0  # optimiser steps so far (the EMA's warm-up)
 
-    fingerprint = json.dumps([settings.to_dict(), data_fingerprint(train_frames, train_labels, val_frames, val_labels)],
-                             sort_keys=True, default=str)
-    history: list[dict] = []
-    best_loss, best_epoch, best_state, start_epoch = math.inf, 0, None, 0
-    saver = ResumeSaver()
-    state = _load_resume_state(resume_path, fingerprint)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        history, best_loss = state["history"], state["best_loss"]
-        best_epoch, best_state = state["best_epoch"], state["best_state"]
-        start_epoch, step = state["epoch"], state.get("step", 0)
-        if ema is not None:
-            ema.module.load_state_dict(state["ema"])
-        log.info("resuming from the state saved after epoch %d", start_epoch)
+    def step(index: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        x = as_unit_float(x_train[index])
+        if settings.augment.enabled:
+            x = augment_batch(x, settings.augment, generator)
+        x = normalise(x, settings.input_size)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = y_train[index]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            logits = model(x)
+            loss = loss_fn(logits.float(), y)
+        return loss, {"accuracy": (logits.argmax(1) == y).sum()}
 
-    for epoch in range(start_epoch + 1, settings.epochs + 1):
-        if epoch - best_epoch > settings.patience and best_epoch > 0:
-            log.info("early stop: no lower validation loss for %d epochs; stopped at epoch %d of %d; kept epoch %d's "
-                     "weights", settings.patience, epoch - 1, settings.epochs, best_epoch)
-            break
-        model.train()
-        # Running sums stay on the device: no host sync per step keeps a GPU busy.
-        started, seen = time.perf_counter(), 0
-        loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long)
-        for index in batches.on(device):
-            x = as_unit_float(x_train[index])
-            if settings.augment.enabled:
-                x = augment_batch(x, settings.augment, generator)
-            x = normalise(x, settings.input_size)
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-            y = y_train[index]
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits = model(x)
-                loss = loss_fn(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            if ema is not None:
-                ema.update(model, step=step)
-            seen += len(index)
-            loss_sum += loss.detach() * len(index)
-            correct += (logits.argmax(1) == y).sum()
-        scheduler.step()
-        train_loss, train_accuracy = float(loss_sum) / max(seen, 1), int(correct) / max(seen, 1)  # waits for the device
-        seconds = time.perf_counter() - started
-        scored = ema.module if ema is not None else model  # what is validated and kept: the average, when there is one
-        row = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
-               **validation_metrics(predict_proba(scored, x_val, settings.input_size, max(settings.batch_size, 64),
-                                                  device, settings.amp), y_val.numpy(), eval_loss),
-               "lr": optimizer.param_groups[0]["lr"], "seconds": seconds, "images_per_s": seen / max(seconds, 1e-9)}
-        if row["val_loss"] < best_loss:
-            best_loss, best_epoch = row["val_loss"], epoch
-            best_state = {k: v.detach().cpu().clone() for k, v in scored.state_dict().items()}
-        history.append(row)
-        log.info("epoch %d/%d train_loss %.4f val_loss %.4f val_acc %.3f%s (%.0f img/s)", epoch, settings.epochs,
-                 row["train_loss"], row["val_loss"], row["val_accuracy"],
-                 f" val_auc {row['val_auc']:.3f}" if "val_auc" in row else "", row["images_per_s"])
-        if resume_path is not None and saver.due(epoch, settings.epochs):
-            saver.save(resume_path, {
-                "fingerprint": fingerprint, "epoch": epoch, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "history": history,
-                "best_loss": best_loss, "best_epoch": best_epoch, "best_state": best_state, "step": step,
-                **({"ema": ema.module.state_dict()} if ema is not None else {}),
-            })
+    def validate(scored: nn.Module) -> dict:
+        probs = predict_proba(scored, x_val, settings.input_size, max(settings.batch_size, 64), device, settings.amp)
+        return validation_metrics(probs, y_val.numpy(), eval_loss)
 
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    table = pd.DataFrame(history)
-    table["best"] = table["epoch"] == best_epoch  # the epoch whose weights are returned
-    return TrainResult(model=model, history=table, best_epoch=best_epoch,
-                       best_val_loss=best_loss, resumed_from_epoch=start_epoch)
+    def describe(row: dict) -> str:
+        auc = f" val_auc {row['val_auc']:.3f}" if "val_auc" in row else ""
+        return (f"train_loss {row['train_loss']:.4f} val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.3f}"
+                f"{auc} ({row['images_per_s']:.0f} img/s)")
 
-
-def _load_resume_state(path, fingerprint: str) -> dict | None:
-    if path is None or not Path(path).exists():
-        return None
-    try:
-        state = checkpoints.load_resume_state(path)
-    except checkpoints.UnsafeCheckpointError as error:  # not what a killed job leaves: never used, never deleted
-        raise checkpoints.UnsafeCheckpointError(f"{error}. A resume state only saves time: delete it, and this fold "
-                                                f"trains from epoch 0") from None
-    except checkpoints.CheckpointError as error:  # a damaged state means: start over
-        log.warning("ignoring unreadable resume state %s: %s", path, error)
-        return None
-    if state.get("fingerprint") != fingerprint:
-        log.info("resume state %s is for other settings or data; starting from epoch 0", path)
-        return None
-    return state
-
-
-def _save_resume_state(path, state: dict) -> None:
-    checkpoints.save_resume_state(path, state)
-
-
-class ResumeSaver:
-    """Saves the resume state after every epoch, unless a save is dear (over ``min_seconds``) and
-    would cost more than ``share`` of the training time: with fast epochs (a GPU) and a big model,
-    writing the full state after each would leave the device idle. Then epochs are skipped until
-    the time since the last save is ``1 / share`` times what a save takes. The first and the last
-    epoch are always saved, and so is every epoch of a small model or a slow (CPU) run."""
-
-    def __init__(self, share: float = 0.1, min_seconds: float = 0.25):
-        self.share, self.min_seconds = share, min_seconds
-        self.save_seconds = 0.0
-        self.last_saved = time.perf_counter()
-
-    def due(self, epoch: int, epochs: int) -> bool:
-        if self.save_seconds < self.min_seconds or epoch == epochs:
-            return True
-        return time.perf_counter() - self.last_saved >= self.save_seconds / self.share
-
-    def save(self, path, state: dict) -> None:
-        started = time.perf_counter()
-        _save_resume_state(path, state)
-        self.last_saved = time.perf_counter()
-        self.save_seconds = self.last_saved - started
+    fitted = fit(model, optimizer, scheduler, generator, batches, step, validate, epochs=settings.epochs,
+                 patience=settings.patience, device=device, logger=log, describe=describe, ema=ema,
+                 resume_path=resume_path,
+                 fingerprint=resume_fingerprint(settings.to_dict(), train_frames, train_labels, val_frames, val_labels))
+    return TrainResult(model=model, history=fitted.history, best_epoch=fitted.best_epoch,
+                       best_val_loss=fitted.best_loss, resumed_from_epoch=fitted.resumed_from_epoch)
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, model_name: str, labels: Sequence[str],

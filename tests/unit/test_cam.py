@@ -106,7 +106,7 @@ def test_trained_demo_classifier_looks_at_the_lesion(tmp_path):
     settings = TrainSettings(model="efficientnet_lite0", weights="efficientnet-lite0-package", input_size=224, epochs=8,
                              batch_size=16, patience=10, seed=0, device="cpu",
                              augment=AugmentSettings(hflip=0.5, rotate=0, translate=0.05, scale=0, brightness=0.1, contrast=0.1))
-    from sonoflow.train import seed_everything
+    from sonoflow.loop import seed_everything
 
     seed_everything(settings.seed)  # the new head's initial weights too, whatever ran before in this process
     model = build_model("efficientnet_lite0", len(labels), in_channels=1, weights=settings.weights, input_size=224)

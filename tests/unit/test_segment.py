@@ -292,6 +292,51 @@ def test_early_stopping_with_min_delta_stops_on_a_creeping_loss(monkeypatch):
     assert (result.history["images_per_s"] > 0).all()
 
 
+def test_interrupted_segmenter_training_resumes_and_matches_an_uninterrupted_run(tmp_path, monkeypatch):
+    """As the classifier's (the loop is shared): killed after epoch 3, the rerun continues from
+    the saved state and ends with the history and weights of a run that was never interrupted."""
+    import sonoflow.loop as loop
+    from sonoflow.segment import predict_masks, train_segmenter
+    from sonoflow.train import AugmentSettings
+
+    frames = np.random.default_rng(0).integers(0, 255, (8, 32, 32), dtype=np.uint8)
+    masks = (frames > 128).astype(np.uint8)
+    settings = SegmentSettings(input_size=32, epochs=5, batch_size=3, steps_per_epoch=3, patience=10,
+                               encoder_depth=3, decoder_channels=[16, 8, 4], device="cpu",
+                               augment=AugmentSettings(rotate=5, translate=0.02, scale=0.05, speckle=0.2))
+    data = (frames[:6], masks[:6], frames[6:], masks[6:])
+    reference = train_segmenter(*data, settings)
+
+    state = tmp_path / "all.resume.pt"
+    save = loop._save_resume_state
+
+    def save_then_die_after_epoch_3(path, payload):
+        save(path, payload)
+        if payload["epoch"] == 3:
+            raise KeyboardInterrupt("simulated kill")
+
+    monkeypatch.setattr(loop, "_save_resume_state", save_then_die_after_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        train_segmenter(*data, settings, resume_path=state)
+    monkeypatch.setattr(loop, "_save_resume_state", save)
+
+    resumed = train_segmenter(*data, settings, resume_path=state)
+    assert resumed.resumed_from_epoch == 3 and reference.resumed_from_epoch == 0
+    assert len(resumed.history) == len(reference.history) == 5
+    for column in ("train_loss", "val_loss", "val_dice", "lr", "best"):
+        np.testing.assert_allclose(resumed.history[column], reference.history[column], rtol=1e-5, err_msg=column)
+    assert resumed.best_epoch == reference.best_epoch
+    np.testing.assert_allclose(predict_masks(resumed.model, frames, settings), predict_masks(reference.model, frames, settings),
+                               atol=1e-5)
+
+    # A state saved for other settings or data is never reused.
+    assert train_segmenter(frames[:5], masks[:5], *data[2:], settings, resume_path=state).resumed_from_epoch == 0
+    state.unlink()
+    train_segmenter(*data, settings, resume_path=state)
+    other = SegmentSettings(**{**settings.__dict__, "lr": 1e-2})
+    assert train_segmenter(*data, other, resume_path=state).resumed_from_epoch == 0
+
+
 def test_roi_crop_geometry_cannot_tell_lesion_from_normal(tmp_path):
     """Issue 13's shortcut. On a demo variant whose lesions are invisible (only their masks say
     where they are), whatever tells lesion from normal in a crop is the crop's geometry. A probe

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from sonoflow.train import (AugmentSettings, EpochBatches, TrainSettings, augment_batch, class_weights, lr_factor,
+from sonoflow.train import (AugmentSettings, TrainSettings, augment_batch, class_weights, lr_factor,
                             normalise, as_unit_float, predict_proba, train_classifier, tta_views, validation_metrics)
 
 
@@ -65,15 +65,6 @@ def test_class_weights_balance_counts_and_skip_absent_classes():
     assert weights[2] == 0
 
 
-def test_epoch_batches_cover_everything_or_balance_classes():
-    labels = np.array([0] * 90 + [1] * 10)
-    plain = torch.cat(list(EpochBatches(labels, 16, False, torch.Generator().manual_seed(0))))
-    assert sorted(plain.tolist()) == list(range(100))
-    drawn = torch.cat([torch.cat(list(EpochBatches(labels, 16, True, torch.Generator().manual_seed(s)))) for s in range(5)])
-    share = (torch.as_tensor(labels)[drawn] == 1).float().mean()
-    assert 0.35 < share < 0.65, share
-
-
 def test_training_learns_and_is_deterministic():
     x, y = bright_vs_dark(96, seed=0)
     xv, yv = bright_vs_dark(48, seed=1)
@@ -107,7 +98,7 @@ RECIPE = TrainSettings(**{**SETTINGS.__dict__, "warmup_epochs": 2, "label_smooth
 
 @pytest.mark.parametrize("settings", [SETTINGS, RECIPE], ids=["plain", "recipe"])
 def test_interrupted_training_resumes_and_matches_an_uninterrupted_run(tmp_path, monkeypatch, settings):
-    import sonoflow.train as train_module
+    import sonoflow.loop as loop_module
 
     SETTINGS = settings
     x, y = bright_vs_dark(64, seed=0)
@@ -115,17 +106,17 @@ def test_interrupted_training_resumes_and_matches_an_uninterrupted_run(tmp_path,
     reference = train_classifier(tiny_cnn(), x, y, xv, yv, 2, SETTINGS)
 
     state = tmp_path / "resume.pt"
-    save = train_module._save_resume_state
+    save = loop_module._save_resume_state
 
     def save_then_die_after_epoch_3(path, payload):
         save(path, payload)
         if payload["epoch"] == 3:
             raise KeyboardInterrupt("simulated kill")
 
-    monkeypatch.setattr(train_module, "_save_resume_state", save_then_die_after_epoch_3)
+    monkeypatch.setattr(loop_module, "_save_resume_state", save_then_die_after_epoch_3)
     with pytest.raises(KeyboardInterrupt):
         train_classifier(tiny_cnn(), x, y, xv, yv, 2, SETTINGS, resume_path=state)
-    monkeypatch.setattr(train_module, "_save_resume_state", save)
+    monkeypatch.setattr(loop_module, "_save_resume_state", save)
 
     resumed = train_classifier(tiny_cnn(), x, y, xv, yv, 2, SETTINGS, resume_path=state)
     assert resumed.resumed_from_epoch == 3
@@ -167,32 +158,6 @@ def test_killed_training_resumes_from_its_last_epoch(tmp_path):
     resumed_from = int(out.split()[1])
     assert resumed_from >= saved_epoch >= 1, out
     assert "EPOCHS 40" in out
-
-
-def test_resume_saver_skips_epochs_only_while_saving_is_dear(tmp_path):
-    from sonoflow.train import ResumeSaver
-
-    saver = ResumeSaver(share=0.1, min_seconds=0.25)
-    assert saver.due(1, 10)  # never saved: save
-    saver.save(tmp_path / "state.pt", {"epoch": 1})
-    assert torch.load(tmp_path / "state.pt", weights_only=True) == {"epoch": 1}
-    saver.save_seconds = 0.2  # a cheap save: after every epoch
-    assert saver.due(2, 10)
-    saver.save_seconds = 1.0  # a save that takes 1 s is worth it once per 10 s of training
-    assert not saver.due(2, 10)
-    assert saver.due(10, 10)  # the last epoch always
-    saver.last_saved -= 10.5
-    assert saver.due(3, 10)
-
-
-def test_batches_reach_the_device_in_the_order_drawn():
-    from sonoflow.train import EpochBatches, batches_on
-
-    batches = EpochBatches(np.arange(10) % 2, 4, False, torch.Generator().manual_seed(0))
-    again = EpochBatches(np.arange(10) % 2, 4, False, torch.Generator().manual_seed(0))
-    moved = batches_on(list(batches), torch.device("cpu"))
-    assert [b.tolist() for b in moved] == [b.tolist() for b in again.on(torch.device("cpu"))]
-    assert sorted(torch.cat(list(moved)).tolist()) == list(range(10))
 
 
 def test_recipe_learns_and_keeps_the_weights_it_validated():

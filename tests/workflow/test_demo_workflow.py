@@ -78,7 +78,7 @@ def test_training_outputs_respect_the_patient_split(demo_run, mode):
         assert not set(val["patient_id"]) & set(fold["train"])
         probabilities = val.filter(like="prob_").to_numpy()
         np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-4)
-    assert not list(demo_run.glob("results/train/**/*.resume.pt")), "finished jobs leave no resume state"
+    assert not list(demo_run.glob("results/**/*.resume.pt")), "finished jobs leave no resume state"
 
 
 @pytest.mark.parametrize("mode", INPUTS)

@@ -14,6 +14,8 @@ rule train_segmenter:
         ),
     params:
         settings=segment_settings(),
+        # Not an output: it must survive a killed job so that the rerun resumes from it.
+        resume_state="results/segment/{segmenter}.resume.pt",
     threads: config["segment"]["threads"]
     resources:
         gpu=1 if config["segment"]["gpu"] else 0,

@@ -1,0 +1,89 @@
+"""The training loop shared by the classifier and the U-Net (sonoflow.loop): its batch sampler
+draws exactly the index sequences the two samplers it replaced drew (so a seed's results do not
+change), device choice names the caller's setting, and the resume saver."""
+
+import numpy as np
+import pytest
+import torch
+
+from sonoflow.loop import EpochBatches, ResumeSaver, batches_on, pick_device
+
+
+def drawn(batches) -> list[list[int]]:
+    return [index.tolist() for index in batches]
+
+
+# The sequences below were drawn by sonoflow.train.EpochBatches and sonoflow.segment.epoch_batches
+# before they became one sampler.
+def test_classifier_batches_are_those_of_earlier_versions():
+    labels = np.array([0] * 7 + [1] * 3)
+    plain = EpochBatches(len(labels), 4, torch.Generator().manual_seed(0))
+    assert drawn(plain) == [[4, 1, 7, 5], [3, 9, 0, 8], [6, 2]]
+    assert drawn(plain) == [[3, 9, 4, 2], [7, 8, 6, 0], [5, 1]]  # the next epoch, same generator
+    balanced = EpochBatches(len(labels), 4, torch.Generator().manual_seed(1), labels=labels)
+    assert drawn(balanced) == [[0, 3, 3, 2], [7, 1, 6, 8], [7, 6]]
+    assert drawn(balanced) == [[7, 4, 8, 5], [1, 1, 7, 2], [7, 8]]
+    assert drawn(EpochBatches(9, 4, torch.Generator().manual_seed(2))) == [[0, 8, 6, 3], [7, 1, 2, 5]]
+    assert drawn(EpochBatches(1, 4, torch.Generator().manual_seed(0))) == [[0]]
+
+
+def test_segmenter_batches_are_those_of_earlier_versions():
+    generator = torch.Generator().manual_seed(3)
+    steps = EpochBatches(5, 2, generator, steps=7)
+    assert drawn(steps) == [[1, 0], [3, 4], [0, 1], [2, 4], [1, 4], [3, 0], [0, 2]]
+    assert drawn(steps) == [[0, 3], [4, 1], [1, 2], [0, 3], [2, 3], [4, 1], [4, 3]]
+    assert drawn(EpochBatches(9, 4, torch.Generator().manual_seed(4))) == [[4, 7, 1, 8], [3, 5, 0, 2]]
+    assert drawn(EpochBatches(10, 3, torch.Generator().manual_seed(5), steps=2)) == [[1, 4, 9], [6, 3, 5]]
+    assert drawn(EpochBatches(1, 3, torch.Generator().manual_seed(0), steps=3)) == [[0], [0], [0]]
+
+
+def test_epoch_batches_cover_everything_or_balance_classes():
+    labels = np.array([0] * 90 + [1] * 10)
+    plain = torch.cat(list(EpochBatches(100, 16, torch.Generator().manual_seed(0))))
+    assert sorted(plain.tolist()) == list(range(100))
+    drawn_ = torch.cat([torch.cat(list(EpochBatches(100, 16, torch.Generator().manual_seed(s), labels=labels)))
+                        for s in range(5)])
+    share = (torch.as_tensor(labels)[drawn_] == 1).float().mean()
+    assert 0.35 < share < 0.65, share
+    # Balanced draws repeat too, to a number of steps.
+    assert len(drawn(EpochBatches(100, 16, torch.Generator().manual_seed(0), labels=labels, steps=20))) == 20
+
+
+def test_epoch_batches_refuse_batches_of_one():
+    """A last batch of one is dropped, so batch_size 1 would never train (or, repeated to a
+    number of steps, never end)."""
+    with pytest.raises(ValueError, match="batch_size must be at least 2"):
+        EpochBatches(10, 1, torch.Generator(), steps=4)
+    with pytest.raises(ValueError, match="3 labels for 4 samples"):
+        EpochBatches(4, 2, torch.Generator(), labels=np.array([0, 1, 0]))
+
+
+def test_batches_reach_the_device_in_the_order_drawn():
+    batches = EpochBatches(10, 4, torch.Generator().manual_seed(0))
+    again = EpochBatches(10, 4, torch.Generator().manual_seed(0))
+    moved = batches_on(list(batches), torch.device("cpu"))
+    assert [b.tolist() for b in moved] == [b.tolist() for b in again.on(torch.device("cpu"))]
+    assert sorted(torch.cat(list(moved)).tolist()) == list(range(10))
+
+
+def test_pick_device_names_the_setting_it_came_from(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device("auto") == torch.device("cpu")
+    with pytest.raises(RuntimeError, match="^train.device is 'cuda'"):
+        pick_device("cuda")
+    with pytest.raises(RuntimeError, match="^segment.device is 'cuda'"):
+        pick_device("cuda", "segment.device")
+
+
+def test_resume_saver_skips_epochs_only_while_saving_is_dear(tmp_path):
+    saver = ResumeSaver(share=0.1, min_seconds=0.25)
+    assert saver.due(1, 10)  # never saved: save
+    saver.save(tmp_path / "state.pt", {"epoch": 1})
+    assert torch.load(tmp_path / "state.pt", weights_only=True) == {"epoch": 1}
+    saver.save_seconds = 0.2  # a cheap save: after every epoch
+    assert saver.due(2, 10)
+    saver.save_seconds = 1.0  # a save that takes 1 s is worth it once per 10 s of training
+    assert not saver.due(2, 10)
+    assert saver.due(10, 10)  # the last epoch always
+    saver.last_saved -= 10.5
+    assert saver.due(3, 10)
