@@ -3,11 +3,13 @@ conflicts, marks per class, shortcut probe, and what each policy would change), 
 
 import pandas as pd
 
-from sonoflow.audit import AuditSettings, audit_summary, marks_figure, marks_per_class, read_marks, summary_page
+from sonoflow.audit import AuditSettings, audit_summary, marks_per_class, read_marks
 from sonoflow.dataset import FrameStore
 from sonoflow.dedup import read_pairs
+from sonoflow.figures import marks_figure
 from sonoflow.io import for_people, save_csv, save_text
 from sonoflow.logs import log_to
+from sonoflow.report import audit_page
 
 with log_to(snakemake.log[0]) as log:
     settings = AuditSettings.from_config(snakemake.params.settings)
@@ -22,6 +24,6 @@ with log_to(snakemake.log[0]) as log:
         marks_policy=settings.marks, dedup_policy=dedup["policy"], conflicts_policy=dedup.get("conflicts"))
     save_csv(snakemake.output.marks, for_people(marks_per_class(marks)))
     marks_figure(snakemake.output.figure, marks, FrameStore.from_paths(snakemake.input.arrays))
-    save_text(snakemake.output.page, summary_page(summary))
+    save_text(snakemake.output.page, audit_page(summary))
     save_csv(snakemake.output.summary, for_people(summary))
     log.info("\n%s", summary.to_string(index=False))

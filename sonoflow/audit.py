@@ -257,37 +257,6 @@ def marks_per_class(marks: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()
 
 
-def marks_figure(path, marks: pd.DataFrame, store, max_frames: int = 12) -> None:
-    """Marked frames with their mark boxes drawn (most marks first), for people to check."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
-
-    from sonoflow.figures import save_figure
-
-    shown = marks[marks["count"] > 0].sort_values(["count", "shard", "row"], ascending=[False, True, True]).head(max_frames)
-    columns = 4
-    rows = max(1, -(-len(shown) // columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.4 * rows), squeeze=False)
-    for axis in axes.ravel():
-        axis.axis("off")
-    if shown.empty:
-        axes[0, 0].text(0, 0.5, "no marked frames", fontsize=9)
-    colours = {"cross": "red", "line": "orange", "dots": "yellow", "text": "cyan", "colour": "magenta"}
-    for axis, mark in zip(axes.ravel(), shown.itertuples()):
-        frame = store.gather(pd.DataFrame({"shard": [mark.shard], "row": [mark.row]}))[0]
-        axis.imshow(frame, cmap="gray", vmin=0, vmax=255)
-        for kind, y0, y1, x0, x1 in json.loads(mark.boxes):
-            axis.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, lw=1, color=colours[kind]))
-        axis.set_title(f"{mark.item_id} ({mark.label})\n{mark.kinds}", fontsize=6)
-    figure.suptitle("frames with burned-in marks (red cross, orange line, yellow dots, cyan text, magenta colour)",
-                    fontsize=7)
-    figure.tight_layout()
-    save_figure(figure, path)
-
-
 # --- Planted marks: for the tests and benchmarks/bench_audit.py -------------------------------
 
 
@@ -400,26 +369,6 @@ def audit_summary(marks: pd.DataFrame, shortcuts: pd.DataFrame, pairs: pd.DataFr
             row.warning if isinstance(row.warning, str) and row.warning else
             (f"top: {row.top_features}" if isinstance(row.top_features, str) else ""))
     return pd.DataFrame(rows, columns=["section", "finding", "value", "note"])
-
-
-def summary_page(summary: pd.DataFrame, title: str = "Data audit") -> str:
-    """The summary as a small standalone HTML page, one table per section."""
-    import html
-
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}.warn{color:#b00}</style></head><body>",
-             f"<h1>{html.escape(title)}</h1>"]
-    for section, table in summary.groupby("section", sort=False):
-        parts.append(f"<h2>{html.escape(section)}</h2><table><tr><th>finding</th><th>value</th><th>note</th></tr>")
-        for row in table.itertuples():
-            warn = " class='warn'" if "can be guessed" in str(row.note) or (
-                "label conflicts" in row.finding and str(row.value) not in ("0", "")) else ""
-            parts.append(f"<tr{warn}><td>{html.escape(row.finding)}</td><td>{html.escape(str(row.value))}</td>"
-                         f"<td>{html.escape(str(row.note))}</td></tr>")
-        parts.append("</table>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
 
 
 def planted_stills(sheet: pd.DataFrame, folder, plants: Sequence[Sequence[str]], size: int, seed: int

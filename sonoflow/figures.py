@@ -14,6 +14,7 @@ environment) can read the colours.
 
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 from typing import Mapping, Sequence
@@ -30,6 +31,8 @@ OUTLINE_COLOURS = {"truth": GROUND_TRUTH, "unet": UNET}
 CAM_COLORMAP = "jet"
 CAM_MAX_ALPHA = 0.6  # the heat's opacity at its maximum; where the CAM is low the B-mode shows through
 WRONG = "#b00020"  # text of a wrong call
+# Burned-in marks found by the audit (sonoflow.audit.KINDS), boxed in marks_figure
+MARK_COLOURS = {"cross": "red", "line": "orange", "dots": "yellow", "text": "cyan", "colour": "magenta"}
 DPI = 110
 GRID = np.linspace(0, 1, 101)
 
@@ -210,6 +213,32 @@ def pairs_figure(path, pairs: pd.DataFrame, store, max_pairs: int = 12,
             axis.set_yticks([])
             axis.set_title(f"{_short(getattr(pair, f'item_{side}'), 20)}\n{_short(getattr(pair, f'patient_{side}'), 14)}"
                            f" · {getattr(pair, f'label_{side}')}", fontsize=7)
+    save_figure(figure, path)
+
+
+def marks_figure(path, marks: pd.DataFrame, store, max_frames: int = 12) -> None:
+    """Marked frames with their mark boxes drawn (most marks first), for people to check
+    (``marks``: sonoflow.audit.read_marks' table)."""
+    from matplotlib.patches import Rectangle
+
+    plt = pyplot()
+    shown = marks[marks["count"] > 0].sort_values(["count", "shard", "row"], ascending=[False, True, True]).head(max_frames)
+    columns = 4
+    rows = max(1, -(-len(shown) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.4 * rows), squeeze=False)
+    for axis in axes.ravel():
+        axis.axis("off")
+    if shown.empty:
+        axes[0, 0].text(0, 0.5, "no marked frames", fontsize=9)
+    for axis, mark in zip(axes.ravel(), shown.itertuples()):
+        frame = store.gather(pd.DataFrame({"shard": [mark.shard], "row": [mark.row]}))[0]
+        axis.imshow(frame, cmap="gray", vmin=0, vmax=255)
+        for kind, y0, y1, x0, x1 in json.loads(mark.boxes):
+            axis.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, lw=1, color=MARK_COLOURS[kind]))
+        axis.set_title(f"{mark.item_id} ({mark.label})\n{mark.kinds}", fontsize=6)
+    figure.suptitle("frames with burned-in marks (red cross, orange line, yellow dots, cyan text, magenta colour)",
+                    fontsize=7)
+    figure.tight_layout()
     save_figure(figure, path)
 
 

@@ -1,6 +1,6 @@
 """What a reader gets besides the figures: the run manifest (enough to tell later exactly what
-produced a results folder), every table people read as a small HTML page for the report, and the
-report's landing page."""
+produced a results folder), every table people read as a small HTML page for the report, the
+report's landing page and the audit's page."""
 
 from __future__ import annotations
 
@@ -538,3 +538,25 @@ def write_landing(path: str | os.PathLike, run_names: Sequence[str], headlines: 
                         dedup_policy=dedup_policy, audit=_read(audit) if audit else None,
                         plan=_plan_values(plan) if plan else None)
     save_text(path, page)
+
+
+# --- The audit's page -----------------------------------------------------------------------------
+
+
+def audit_page(summary: pd.DataFrame, title: str = "Data audit") -> str:
+    """The audit's summary (sonoflow.audit.audit_summary) as a small standalone HTML page, one
+    table per section."""
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}.warn{color:#b00}</style></head><body>",
+             f"<h1>{html.escape(title)}</h1>"]
+    for section, table in summary.groupby("section", sort=False):
+        parts.append(f"<h2>{html.escape(section)}</h2><table><tr><th>finding</th><th>value</th><th>note</th></tr>")
+        for row in table.itertuples():
+            warn = " class='warn'" if "can be guessed" in str(row.note) or (
+                "label conflicts" in row.finding and str(row.value) not in ("0", "")) else ""
+            parts.append(f"<tr{warn}><td>{html.escape(row.finding)}</td><td>{html.escape(str(row.value))}</td>"
+                         f"<td>{html.escape(str(row.note))}</td></tr>")
+        parts.append("</table>")
+    parts.append("</body></html>")
+    return "\n".join(parts)

@@ -6,9 +6,10 @@ import pandas as pd
 import pytest
 
 from sonoflow.audit import (AuditSettings, audit_frames, audit_summary, detect_marks, inpaint_marks, marked_frames,
-                            marks_per_class, planted_stills, summary_page)
+                            marks_per_class, planted_stills)
 from sonoflow.demo import make_demo
 from sonoflow.frames import IngestSettings, ingest_item
+from sonoflow.report import audit_page
 from sonoflow.split import SplitSettings, make_splits, usable_frames
 
 LABELS = ["cyst", "hyperechoic_mass", "hypoechoic_mass", "normal"]
@@ -117,5 +118,5 @@ def test_summary_counts_marks_per_class_and_each_policy(planted):
     per_class = marks_per_class(marks)
     assert per_class["marked"].sum() == marks["marked"].sum() and set(per_class["label"]) == set(LABELS)
     assert any("audit.marks: drop (configured)" in f for f in summary["finding"])
-    page = summary_page(summary)
+    page = audit_page(summary)
     assert "shortcut probe" in page and "class='warn'" in page
