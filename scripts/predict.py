@@ -6,7 +6,8 @@ from sonoflow.dataset import INPUT_CHANNELS, classifier_store, combine_frame_tab
 from sonoflow.io import save_csv
 from sonoflow.logs import log_to
 from sonoflow.evaluate import read_decision
-from sonoflow.predict import mark_seen_patients, overlay_figure, patients_seen, predict_run
+from sonoflow.figures import prediction_overlay_figure
+from sonoflow.predict import mark_seen_patients, patients_seen, predict_run
 from sonoflow.split import read_splits
 
 with log_to(snakemake.log[0]) as log:
@@ -25,9 +26,9 @@ with log_to(snakemake.log[0]) as log:
              decision["calibration"], decision["pooling"])
     seen = patients_seen(read_splits(snakemake.input.splits))
     run = f"{snakemake.wildcards.model}, {mode} input"
-    overlay_figure(snakemake.output.overlays, images, cams, shown,
-                   f"{run}: {snakemake.params.cam_method} of the predicted class "
-                   f"({'fold ensemble' if ensemble else 'fold 0: folds saw different ROI crops'})")
+    prediction_overlay_figure(snakemake.output.overlays, images, cams, shown,
+                              f"{run}: {snakemake.params.cam_method} of the predicted class "
+                              f"({'fold ensemble' if ensemble else 'fold 0: folds saw different ROI crops'})")
     save_csv(snakemake.output.frames, prediction.frames)
     save_csv(snakemake.output.per_item, mark_seen_patients(prediction.items, seen))
     save_csv(snakemake.output.per_patient, mark_seen_patients(prediction.patients, seen))

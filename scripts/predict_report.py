@@ -3,7 +3,7 @@
 from sonoflow.io import save_text
 from sonoflow.logs import log_to
 from sonoflow.evaluate import read_decision
-from sonoflow.predict import report_html
+from sonoflow.report import prediction_page
 
 with log_to(snakemake.log[0]) as log:
     names = snakemake.params.runs
@@ -12,6 +12,6 @@ with log_to(snakemake.log[0]) as log:
                                                                  snakemake.input.per_patient, snakemake.input.overlays,
                                                                  snakemake.input.thresholds)}
     positive = next(iter(runs.values()))["decision"]["positive"] if runs else ()
-    save_text(snakemake.output.report, report_html(snakemake.wildcards.batch, snakemake.params.sheet, runs,
-                                                   snakemake.params.labels, positive))
+    save_text(snakemake.output.report, prediction_page(snakemake.wildcards.batch, snakemake.params.sheet, runs,
+                                                       snakemake.params.labels, positive))
     log.info("%d runs reported", len(runs))

@@ -179,6 +179,28 @@ def segmentation_overlay_figure(path, frames: np.ndarray, truth: np.ndarray, pre
     save_figure(figure, path)
 
 
+def prediction_overlay_figure(path, images: np.ndarray, cams: np.ndarray, shown: pd.DataFrame, title: str) -> None:
+    """The chosen frame of each item with the ensemble's CAM for its predicted class (``shown``:
+    sonoflow.predict.representative_frames)."""
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
+    plt = pyplot()
+    columns = min(4, max(1, len(shown)))
+    rows = max(1, -(-len(shown) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 3.1 * rows), squeeze=False)
+    for axis in axes.ravel():
+        axis.axis("off")
+    for axis, image, cam, row in zip(axes.ravel(), images, cams, shown.itertuples(index=False)):
+        gray = np.repeat(image[..., None], 3, axis=2).astype(np.float32) / 255
+        axis.imshow(show_cam_on_image(gray, cam, use_rgb=True, image_weight=0.55))
+        call = f" ({row.item_call})" if row.item_call else ""
+        axis.set_title(f"{row.patient_id} / {row.item_id}\n→ {row.item_predicted} {row.item_probability:.2f}{call}",
+                       fontsize=7)
+    figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    save_figure(figure, path)
+
+
 def pairs_figure(path, pairs: pd.DataFrame, store, max_pairs: int = 12,
                  title: str = "near-duplicate pairs (different labels first, then different patients)",
                  empty: str = "no near-duplicate pairs") -> None:

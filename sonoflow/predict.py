@@ -1,6 +1,7 @@
 """Applying a trained run to new cases: the fold ensemble's probabilities per frame, item and
 patient, the call (argmax, or the binary question's Youden threshold chosen on validation),
-Grad-CAM overlays of the ensemble's call, and a small self-contained HTML report.
+and the Grad-CAM of the ensemble's call (drawn by sonoflow.figures.prediction_overlay_figure; the
+HTML report is sonoflow.report.prediction_page).
 
 The frames come from the same ingest, denoise and (for ROI input) segmentation steps as the
 training data, and probabilities are aggregated exactly as evaluation aggregates the test
@@ -11,11 +12,8 @@ also a test case gets the probabilities evaluation reported for it.
 
 from __future__ import annotations
 
-import base64
-import html
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -116,32 +114,6 @@ def fold_cams(model, checkpoint: Mapping, images: np.ndarray, classes: Sequence[
     return to_frame_size(compute_cams(model, checkpoint["model_name"], x, classes, method, batch_size), images.shape[-2:])
 
 
-def overlay_figure(path, images: np.ndarray, cams: np.ndarray, shown: pd.DataFrame, title: str) -> None:
-    """The chosen frame of each item with the ensemble's CAM for its predicted class."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from pytorch_grad_cam.utils.image import show_cam_on_image
-
-    from sonoflow.figures import save_figure
-
-    columns = min(4, max(1, len(shown)))
-    rows = max(1, -(-len(shown) // columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 3.1 * rows), squeeze=False)
-    for axis in axes.ravel():
-        axis.axis("off")
-    for axis, image, cam, row in zip(axes.ravel(), images, cams, shown.itertuples(index=False)):
-        gray = np.repeat(image[..., None], 3, axis=2).astype(np.float32) / 255
-        axis.imshow(show_cam_on_image(gray, cam, use_rgb=True, image_weight=0.55))
-        call = f" ({row.item_call})" if row.item_call else ""
-        axis.set_title(f"{row.patient_id} / {row.item_id}\n→ {row.item_predicted} {row.item_probability:.2f}{call}",
-                       fontsize=7)
-    figure.suptitle(title, fontsize=9)
-    figure.tight_layout()
-    save_figure(figure, path)
-
-
 def predict_run(frames: pd.DataFrame, checkpoints: Sequence[str | os.PathLike], stores: Sequence, labels: Sequence[str],
                 thresholds: Mapping, positive: Sequence[str] = (), *, overlays: int = 24, cam_method: str = "gradcam",
                 device: str = "auto", temperature: float = 1.0, pooling: str = "mean",
@@ -174,64 +146,3 @@ def predict_run(frames: pd.DataFrame, checkpoints: Sequence[str | os.PathLike], 
         cams.append(fold_cams(model, checkpoint, images[-1], shown["class_index"].tolist(), cam_method))
     ensemble = all(np.array_equal(images[0], other) for other in images[1:])
     return prediction, shown, images[0], (np.mean(cams, axis=0) if ensemble else cams[0]), ensemble
-
-
-# --- Report -------------------------------------------------------------------------------------------
-
-
-def _table_html(table: pd.DataFrame) -> str:
-    shown = table.copy()
-    if "label" in shown and not shown["label"].astype(str).str.len().any():
-        shown = shown.drop(columns="label")  # new cases without labels
-    for column in shown.columns:
-        if shown[column].dtype.kind == "f":
-            shown[column] = shown[column].map(lambda value: f"{value:.3f}")
-    return shown.to_html(index=False, border=0, classes="table", escape=True)
-
-
-def _image_html(path: str | os.PathLike) -> str:
-    data = base64.b64encode(Path(path).read_bytes()).decode()
-    return f'<img alt="{html.escape(Path(path).name)}" style="max-width:100%" src="data:image/png;base64,{data}">'
-
-
-def report_html(batch: str, sheet: str, runs: Mapping[str, Mapping[str, str | os.PathLike]], labels: Sequence[str],
-                positive: Sequence[str], notes: Sequence[str] = ()) -> str:
-    """One self-contained page: per run, the patients' and items' probabilities and calls, and the
-    CAM overlays. ``runs``: name -> {"patients", "items", "overlays"} paths and optionally the run's
-    ``decision`` (sonoflow.evaluate.read_decision: its temperature and pooling)."""
-    question = (f"binary: {', '.join(positive)} vs the rest; the call uses the Youden threshold chosen on the "
-                "validation patients (items: image level, patients: patient level)") if positive else \
-        f"multi-class: the most probable of {', '.join(labels)}"
-    parts = [f"<h1>sonoflow predictions: {html.escape(batch)}</h1>",
-             f"<p>Sample sheet <code>{html.escape(sheet)}</code>. Question: {html.escape(question)}. "
-             "Probabilities are calibrated: each trained fold's softmax output rescaled by the run's temperature "
-             "(temperature scaling, fitted on the run's validation folds, never on its test patients; T=1 where "
-             "calibration is off), averaged over the folds (the fold ensemble), then pooled over an item's or a "
-             "patient's frames as the run's evaluation pooled them.</p>",
-             "<p><b>Research use only.</b> The model was validated only on held-out patients of the data set it "
-             "was trained on (see the run's evaluation); these outputs are not a diagnosis.</p>"]
-    parts += [f"<p>{html.escape(note)}</p>" for note in notes]
-    for name, paths in runs.items():
-        patients = pd.read_csv(paths["patients"], dtype={"patient_id": str, "label": str}, keep_default_na=False)
-        items = pd.read_csv(paths["items"], dtype={"patient_id": str, "item_id": str, "label": str}, keep_default_na=False)
-        parts.append(f"<h2>{html.escape(name)}</h2>")
-        if "decision" in paths:
-            parts.append(f"<p>Calibration: {html.escape(paths['decision']['calibration'])}, temperature "
-                         f"{paths['decision']['temperature']:.3f}; pooling over frames: "
-                         f"{html.escape(paths['decision']['pooling'])}.</p>")
-            if paths["decision"]["unit"] == "item":
-                parts.append("<p>This run was validated per item (its patients carry items of several labels): the "
-                             "items' calls are the validated ones; a patient's row pools all its items, and a binary "
-                             "call there uses 0.5, not a threshold chosen on validation.</p>")
-        seen = int((patients.get("seen_in_training", pd.Series(dtype=str)).astype(str) == "True").sum())
-        if seen:
-            parts.append(f"<p><b>{seen} of {len(patients)} patients were training or validation patients of this run"
-                         "</b> (seen_in_training): their probabilities are optimistic.</p>")
-        parts += [f"<h3>Patients ({len(patients)})</h3>", _table_html(patients),
-                  f"<h3>Items ({len(items)})</h3>", _table_html(items)]
-        if paths.get("overlays") and Path(paths["overlays"]).stat().st_size:
-            parts += ["<h3>Grad-CAM of the predicted class</h3>", _image_html(paths["overlays"])]
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
-             "table{border-collapse:collapse;font-size:12px}td,th{padding:2px 6px;border-bottom:1px solid #ddd}")
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>sonoflow predictions {html.escape(batch)}</title>"
-            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")

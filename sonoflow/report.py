@@ -1,9 +1,11 @@
 """What a reader gets besides the figures: the run manifest (enough to tell later exactly what
 produced a results folder), every table people read as a small HTML page for the report, the
-report's landing page and the audit's page."""
+report's landing page, the audit's page and the predictions' page: every page of HTML sonoflow
+writes is made here."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import html
 import importlib.metadata
@@ -560,3 +562,64 @@ def audit_page(summary: pd.DataFrame, title: str = "Data audit") -> str:
         parts.append("</table>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+# --- Predictions on new cases -----------------------------------------------------------------------
+
+
+def _prediction_table_html(table: pd.DataFrame) -> str:
+    shown = table.copy()
+    if "label" in shown and not shown["label"].astype(str).str.len().any():
+        shown = shown.drop(columns="label")  # new cases without labels
+    for column in shown.columns:
+        if shown[column].dtype.kind == "f":
+            shown[column] = shown[column].map(lambda value: f"{value:.3f}")
+    return shown.to_html(index=False, border=0, classes="table", escape=True)
+
+
+def _image_html(path: str | os.PathLike) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return f'<img alt="{html.escape(Path(path).name)}" style="max-width:100%" src="data:image/png;base64,{data}">'
+
+
+def prediction_page(batch: str, sheet: str, runs: Mapping[str, Mapping[str, str | os.PathLike]], labels: Sequence[str],
+                positive: Sequence[str], notes: Sequence[str] = ()) -> str:
+    """sonoflow.predict's self-contained page: per run, the patients' and items' probabilities and calls, and the
+    CAM overlays. ``runs``: name -> {"patients", "items", "overlays"} paths and optionally the run's
+    ``decision`` (sonoflow.evaluate.read_decision: its temperature and pooling)."""
+    question = (f"binary: {', '.join(positive)} vs the rest; the call uses the Youden threshold chosen on the "
+                "validation patients (items: image level, patients: patient level)") if positive else \
+        f"multi-class: the most probable of {', '.join(labels)}"
+    parts = [f"<h1>sonoflow predictions: {html.escape(batch)}</h1>",
+             f"<p>Sample sheet <code>{html.escape(sheet)}</code>. Question: {html.escape(question)}. "
+             "Probabilities are calibrated: each trained fold's softmax output rescaled by the run's temperature "
+             "(temperature scaling, fitted on the run's validation folds, never on its test patients; T=1 where "
+             "calibration is off), averaged over the folds (the fold ensemble), then pooled over an item's or a "
+             "patient's frames as the run's evaluation pooled them.</p>",
+             "<p><b>Research use only.</b> The model was validated only on held-out patients of the data set it "
+             "was trained on (see the run's evaluation); these outputs are not a diagnosis.</p>"]
+    parts += [f"<p>{html.escape(note)}</p>" for note in notes]
+    for name, paths in runs.items():
+        patients = pd.read_csv(paths["patients"], dtype={"patient_id": str, "label": str}, keep_default_na=False)
+        items = pd.read_csv(paths["items"], dtype={"patient_id": str, "item_id": str, "label": str}, keep_default_na=False)
+        parts.append(f"<h2>{html.escape(name)}</h2>")
+        if "decision" in paths:
+            parts.append(f"<p>Calibration: {html.escape(paths['decision']['calibration'])}, temperature "
+                         f"{paths['decision']['temperature']:.3f}; pooling over frames: "
+                         f"{html.escape(paths['decision']['pooling'])}.</p>")
+            if paths["decision"]["unit"] == "item":
+                parts.append("<p>This run was validated per item (its patients carry items of several labels): the "
+                             "items' calls are the validated ones; a patient's row pools all its items, and a binary "
+                             "call there uses 0.5, not a threshold chosen on validation.</p>")
+        seen = int((patients.get("seen_in_training", pd.Series(dtype=str)).astype(str) == "True").sum())
+        if seen:
+            parts.append(f"<p><b>{seen} of {len(patients)} patients were training or validation patients of this run"
+                         "</b> (seen_in_training): their probabilities are optimistic.</p>")
+        parts += [f"<h3>Patients ({len(patients)})</h3>", _prediction_table_html(patients),
+                  f"<h3>Items ({len(items)})</h3>", _prediction_table_html(items)]
+        if paths.get("overlays") and Path(paths["overlays"]).stat().st_size:
+            parts += ["<h3>Grad-CAM of the predicted class</h3>", _image_html(paths["overlays"])]
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
+             "table{border-collapse:collapse;font-size:12px}td,th{padding:2px 6px;border-bottom:1px solid #ddd}")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>sonoflow predictions {html.escape(batch)}</title>"
+            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 
 from sonoflow.metrics import aggregate, fold_ensemble
-from sonoflow.predict import (called_class, ensemble_prediction, mark_seen_patients, patients_seen, report_html,
+from sonoflow.predict import (called_class, ensemble_prediction, mark_seen_patients, patients_seen,
                               representative_frames)
+from sonoflow.report import prediction_page
 from test_metrics import predictions
 
 LABELS = ["benign", "malignant"]
@@ -67,8 +68,8 @@ def test_training_and_validation_patients_are_flagged_test_patients_are_not(tmp_
     patients_csv, items_csv = tmp_path / "patients.csv", tmp_path / "items.csv"
     mark_seen_patients(patients, seen).to_csv(patients_csv, index=False)
     patients.to_csv(items_csv, index=False)
-    page = report_html("batch", "new.csv", {"efficientnet_lite0/full": {"patients": patients_csv, "items": items_csv}},
-                       LABELS, ["malignant"])
+    page = prediction_page("batch", "new.csv", {"efficientnet_lite0/full": {"patients": patients_csv, "items": items_csv}},
+                           LABELS, ["malignant"])
     assert "2 of 6 patients were training or validation patients" in page and "Youden" in page
 
 
@@ -88,8 +89,9 @@ def test_report_says_the_probabilities_are_calibrated_and_how(tmp_path):
     patients.to_csv(tmp_path / "patients.csv", index=False)
     patients.to_csv(tmp_path / "items.csv", index=False)
     decision = {"calibration": "temperature", "temperature": 1.7, "pooling": "mean", "unit": "item"}
-    page = report_html("batch", "new.csv", {"run": {"patients": tmp_path / "patients.csv", "items": tmp_path / "items.csv",
-                                                    "decision": decision}}, LABELS, ["malignant"])
+    page = prediction_page("batch", "new.csv", {"run": {"patients": tmp_path / "patients.csv",
+                                                        "items": tmp_path / "items.csv", "decision": decision}},
+                           LABELS, ["malignant"])
     assert "Probabilities are calibrated" in page and "temperature 1.700" in page and "validated per item" in page
     plain = ensemble_prediction(folds(), LABELS, {}).patients
     assert not np.allclose(patients["prob_malignant"], plain["prob_malignant"])  # the temperature was applied
