@@ -5,6 +5,7 @@ import numpy as np
 from sonoflow.cam import CamSettings, cam_report, read_quality
 from sonoflow.dataset import read_frame_table
 from sonoflow.evaluate import read_headline_predictions
+from sonoflow.figures import cam_overlay_figures
 from sonoflow.io import for_people, save_csv
 from sonoflow.logs import log_to
 
@@ -14,10 +15,10 @@ with log_to(snakemake.log[0]) as log:
     mode = snakemake.wildcards.input
     folds = [dict(np.load(path)) for path in snakemake.input.cams]
     fold_quality = [read_quality(path) for path in snakemake.input.quality]
-    overlays = dict(zip(settings.methods, snakemake.output.overlays))
-    summary, per_image = cam_report(folds, fold_quality, predictions, part, snakemake.params.labels, settings, overlays,
-                                    f"{snakemake.wildcards.model}, {mode} input",
-                                    frames=read_frame_table(snakemake.input.frames))
+    summary, per_image, overlays = cam_report(folds, fold_quality, predictions, part, snakemake.params.labels, settings,
+                                              frames=read_frame_table(snakemake.input.frames))
+    cam_overlay_figures(dict(zip(settings.methods, snakemake.output.overlays)), overlays, snakemake.params.labels,
+                        f"{snakemake.wildcards.model}, {mode} input")
     save_csv(snakemake.output.summary, for_people(summary))
     save_csv(snakemake.output.per_image, for_people(per_image))
     log.info("\n%s", for_people(summary).to_string(index=False))

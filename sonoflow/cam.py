@@ -1,5 +1,5 @@
-"""Stage 7, cam: Grad-CAM family heatmaps (pytorch-grad-cam), overlays, and whether they point
-at the lesion.
+"""Stage 7, cam: Grad-CAM family heatmaps (pytorch-grad-cam), what their overlays show, and
+whether they point at the lesion (the overlays are drawn by sonoflow.figures.cam_overlay_figures).
 
 For every classifier fold, CAMs are computed on the images it is scored on (the held-out test
 patients, or its own validation fold when there is no test set), batched, for the true class
@@ -21,7 +21,6 @@ import pandas as pd
 import torch
 from torch import nn
 
-from sonoflow.figures import cam_overlay_figure
 from sonoflow.loop import pick_device
 from sonoflow.train import as_unit_float, normalise
 
@@ -306,10 +305,25 @@ def lesion_sources(examples: pd.DataFrame, frames: pd.DataFrame | None) -> list[
     return ["truth" if known else "unet" for known in has_mask.reindex(index, fill_value=False)]
 
 
+@dataclass
+class CamOverlays:
+    """What a run's overlay figures show (sonoflow.figures.cam_overlay_figures): the chosen
+    ``examples`` (choose_examples), their frames and lesion masks as the fold that drew them saw
+    them, where each mask came from (lesion_sources), per method the CAM of the predicted class
+    (E, H, W), and whether those are the fold ensemble's (mean over folds) or each frame's fold's."""
+    examples: pd.DataFrame
+    images: np.ndarray
+    lesions: np.ndarray
+    sources: list[str]
+    cams: dict[str, np.ndarray]
+    ensemble: bool
+
+
 def cam_report(folds: Sequence[Mapping[str, np.ndarray]], fold_quality: Sequence[pd.DataFrame], predictions: pd.DataFrame,
-               part: str, labels: Sequence[str], settings: CamSettings, overlay_paths: Mapping[str, str],
-               title: str, frames: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The run's explanation-quality table and one overlay figure per method.
+               part: str, labels: Sequence[str], settings: CamSettings,
+               frames: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame, CamOverlays]:
+    """The run's explanation-quality table, per image and summarised, and what its overlay
+    figures show (one per method).
 
     Quality per fold; for the test part also of the fold ensemble's CAM (mean over folds), when
     the folds share one geometry; for the cv part the folds' rows pooled. Overlays show the CAM
@@ -336,14 +350,12 @@ def cam_report(folds: Sequence[Mapping[str, np.ndarray]], fold_quality: Sequence
     size = next((fold["example_frames"].shape[1:] for fold in folds if len(fold["example_frames"])), (1, 1))
     images = np.zeros((len(examples), *size), np.uint8)
     lesions = np.zeros((len(examples), *size), np.uint8)
-    sources = lesion_sources(examples, frames)
-    for method in settings.methods:
-        cams = np.zeros((len(examples), *size), np.float32)
-        for i, key in enumerate(map(tuple, examples[["shard", "row"]].to_numpy().astype(str))):
-            owners = [(fold, holder[key]) for fold, holder in zip(folds, holders) if key in holder]
-            owners = owners if ensemble else owners[:1]
-            cams[i] = np.mean([fold[f"{method}/examples"][j, predicted[i]].astype(np.float32) for fold, j in owners], axis=0)
-            images[i], lesions[i] = owners[0][0]["example_frames"][owners[0][1]], owners[0][0]["example_lesions"][owners[0][1]]
-        cam_overlay_figure(overlay_paths[method], images, cams, lesions, sources, examples, labels,
-                           f"{title}: {method}, {'fold ensemble on test' if ensemble else 'each frame by its fold'}")
-    return summary, per_image
+    cams = {method: np.zeros((len(examples), *size), np.float32) for method in settings.methods}
+    for i, key in enumerate(map(tuple, examples[["shard", "row"]].to_numpy().astype(str))):
+        owners = [(fold, holder[key]) for fold, holder in zip(folds, holders) if key in holder]
+        owners = owners if ensemble else owners[:1]
+        for method in settings.methods:
+            cams[method][i] = np.mean([fold[f"{method}/examples"][j, predicted[i]].astype(np.float32)
+                                       for fold, j in owners], axis=0)
+        images[i], lesions[i] = owners[0][0]["example_frames"][owners[0][1]], owners[0][0]["example_lesions"][owners[0][1]]
+    return summary, per_image, CamOverlays(examples, images, lesions, lesion_sources(examples, frames), cams, ensemble)

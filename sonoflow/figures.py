@@ -1,8 +1,10 @@
 """Every figure sonoflow draws, and its one colour convention.
 
 Evaluation figures (ROC and PR curves at image and patient level, confusion matrices,
-calibration, training curves, run comparisons), Grad-CAM overlays, U-Net segmentation overlays
-and near-duplicate pairs. Curves come from scikit-learn (roc_curve, precision_recall_curve);
+calibration, training curves, run comparisons), Grad-CAM overlays (of a run's examples, and of
+the predicted class of new cases), U-Net segmentation overlays, near-duplicate pairs and the
+audit's marked frames. The modules that compute what is drawn return data; the scripts draw it
+here. Curves come from scikit-learn (roc_curve, precision_recall_curve);
 figures are matplotlib PNGs written atomically.
 
 Colour convention, everywhere (ingest previews, segmentation and Grad-CAM overlays): the ground
@@ -177,6 +179,15 @@ def segmentation_overlay_figure(path, frames: np.ndarray, truth: np.ndarray, pre
     outline_legend(figure, ["truth", "unet"], loc="outside lower center")
     figure.suptitle("held-out patients: lesion outlines", fontsize=9)
     save_figure(figure, path)
+
+
+def cam_overlay_figures(paths: Mapping[str, str | os.PathLike], overlays, labels: Sequence[str], title: str) -> None:
+    """One cam_overlay_figure per CAM method (``paths``: method -> PNG) of a run's overlays
+    (``overlays``: sonoflow.cam.CamOverlays), titled with the method and whose CAM is drawn."""
+    whose = "fold ensemble on test" if overlays.ensemble else "each frame by its fold"
+    for method, path in paths.items():
+        cam_overlay_figure(path, overlays.images, overlays.cams[method], overlays.lesions, overlays.sources,
+                           overlays.examples, labels, f"{title}: {method}, {whose}")
 
 
 def prediction_overlay_figure(path, images: np.ndarray, cams: np.ndarray, shown: pd.DataFrame, title: str) -> None:
