@@ -3,9 +3,9 @@ import pandas as pd
 import pytest
 import torch
 
-from sonoflow.cam import (CamSettings, choose_examples, compute_cams, lesion_scores, lesion_sources, model_input,
+from sonoflow.cam import (CamSettings, cam_report, choose_examples, compute_cams, lesion_scores, lesion_sources, model_input,
                           quality_sample, quality_summary)
-from sonoflow.figures import cam_overlay_figure
+from sonoflow.figures import cam_overlay_figure, cam_overlay_figures
 from sonoflow.models import build_model
 
 
@@ -138,3 +138,41 @@ def test_quality_sample_keeps_every_column_and_the_class_shares():
     assert list(sample.columns) == list(frames.columns)
     assert sample["label"].value_counts().to_dict() == {"a": 8, "b": 2}
     assert sample["row"].is_unique and quality_sample(frames, 10, seed=0).equals(sample)
+
+
+def test_cam_report_returns_what_the_overlays_show_and_the_figures_are_drawn_from_it(tmp_path):
+    labels, n, size = ["a", "b"], 6, 16
+    rng = np.random.default_rng(0)
+    predictions = pd.DataFrame({"shard": "00", "row": range(n), "patient_id": [f"P{k}" for k in range(n)],
+                                "item_id": [f"i{k}" for k in range(n)], "frame_index": 0, "label": ["a", "b"] * 3,
+                                "prob_a": [0.9, 0.3, 0.8, 0.6, 0.2, 0.4]}).assign(prob_b=lambda t: 1 - t["prob_a"])
+    keys = predictions[["shard", "row"]].to_numpy().astype(str)
+    frames = rng.integers(0, 256, (n, size, size), dtype=np.uint8)
+    lesions = np.zeros((n, size, size), np.uint8)
+    lesions[:, 4:9, 4:9] = 1
+    settings = CamSettings(methods=("gradcam", "eigencam"), per_kind=1)
+
+    def fold(seed):
+        r = np.random.default_rng(seed)
+        arrays = {"sample_keys": keys, "sample_lesions": lesions, "example_keys": keys, "example_frames": frames,
+                  "example_lesions": lesions}
+        for method in settings.methods:
+            arrays[f"{method}/sample"] = r.random((n, size, size)).astype(np.float16)
+            arrays[f"{method}/examples"] = r.random((n, 2, size, size)).astype(np.float16)
+        return arrays
+
+    folds = [fold(1), fold(2)]
+    quality = pd.concat([predictions[["shard", "row", "patient_id", "item_id", "frame_index", "label"]].assign(
+        energy_inside=0.5, lesion_share=lesions.reshape(n, -1).mean(1), pointing_hit=1.0, method=method)
+        for method in settings.methods], ignore_index=True)
+    summary, per_image, overlays = cam_report(folds, [quality, quality], predictions, "test", labels, settings)
+    assert overlays.ensemble and set(per_image["scope"]) == {"fold 0", "fold 1", "fold ensemble"} and len(summary)
+    assert set(overlays.cams) == set(settings.methods) and overlays.sources == ["truth"] * len(overlays.examples)
+    rows = overlays.examples["row"].to_numpy()
+    predicted = overlays.examples["predicted"].map(labels.index).to_numpy()
+    expected = np.mean([f["gradcam/examples"][rows, predicted].astype(np.float32) for f in folds], axis=0)
+    assert np.array_equal(overlays.cams["gradcam"], expected), "the fold ensemble's CAM of the predicted class"
+    assert np.array_equal(overlays.images, frames[rows]) and np.array_equal(overlays.lesions, lesions[rows])
+    paths = {method: tmp_path / f"{method}.png" for method in settings.methods}
+    cam_overlay_figures(paths, overlays, labels, "run")
+    assert all(path.stat().st_size > 0 for path in paths.values())

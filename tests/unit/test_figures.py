@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from sonoflow import figures
-from sonoflow.figures import (GROUND_TRUTH, UNET, bgr, cam_overlay_figure, count_labels, curve_figure, pairs_figure,
-                              segmentation_overlay_figure, training_figure)
+from sonoflow.figures import (GROUND_TRUTH, UNET, bgr, cam_overlay_figure, count_labels, curve_figure, marks_figure,
+                              pairs_figure, prediction_overlay_figure, segmentation_overlay_figure, training_figure)
 from sonoflow.metrics import Question
 
 cv2 = pytest.importorskip("cv2")
@@ -133,3 +133,27 @@ def test_training_legend_sits_below_the_curves(tmp_path):
     training_figure(path, [history, history], "run: training")
     image = cv2.imread(str(path))
     assert image is not None and image.shape[0] > 400
+
+
+def test_marks_figure_boxes_each_kind_in_its_colour(tmp_path):
+    import json
+
+    marks = pd.DataFrame({"shard": "00", "row": [0, 1], "item_id": ["a", "b"], "label": ["cyst", "normal"],
+                          "kinds": ["cross", ""], "count": [1, 0], "boxes": [json.dumps([["cross", 10, 40, 10, 40]]), "[]"]})
+    path = tmp_path / "marks.png"
+    marks_figure(path, marks, Store(speckle(2)))
+    assert figures.MARK_COLOURS["cross"] == "red" and colour_pixels(path, "#ff0000") > 20
+    marks_figure(tmp_path / "none.png", marks.assign(count=0), Store(speckle(2)))
+    assert cv2.imread(str(tmp_path / "none.png")) is not None
+
+
+def test_prediction_overlay_draws_one_panel_per_item(tmp_path):
+    pytest.importorskip("pytorch_grad_cam")
+    shown = pd.DataFrame({"patient_id": ["P1", "P2"], "item_id": ["a", "b"], "item_predicted": ["cyst", "normal"],
+                          "item_probability": [0.9, 0.6], "item_call": ["positive", ""]})
+    cams = np.zeros((2, 64, 64), np.float32)
+    cams[:, 20:44, 20:44] = 1.0
+    path = tmp_path / "predict.png"
+    prediction_overlay_figure(path, speckle(2), cams, shown, "run: gradcam of the predicted class")
+    image = cv2.imread(str(path))
+    assert image is not None and image.std() > 20 and image.shape[1] > image.shape[0]
