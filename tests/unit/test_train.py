@@ -113,6 +113,7 @@ def test_interrupted_training_resumes_and_matches_an_uninterrupted_run(tmp_path,
         if payload["epoch"] == 3:
             raise KeyboardInterrupt("simulated kill")
 
+    monkeypatch.setattr(loop_module.ResumeSaver, "due", lambda self, epoch, epochs: True)  # every epoch, on any load
     monkeypatch.setattr(loop_module, "_save_resume_state", save_then_die_after_epoch_3)
     with pytest.raises(KeyboardInterrupt):
         train_classifier(tiny_cnn(), x, y, xv, yv, 2, SETTINGS, resume_path=state)
