@@ -22,6 +22,7 @@ from sonoflow.segment import (SegmentSettings, masked_frames, postprocess, predi
                               segmentation_table, segmenter_partition, train_segmenter)
 from sonoflow.split import read_splits, usable_frames
 
+
 def main() -> None:
     if len(sys.argv) < 2:
         raise SystemExit(__doc__)
