@@ -22,8 +22,6 @@ from sonoflow.segment import (SegmentSettings, masked_frames, postprocess, predi
                               segmentation_table, segmenter_partition, train_segmenter)
 from sonoflow.split import read_splits, usable_frames
 
-NOT_SETTINGS = ("enabled", "per_fold", "gpu", "threads")  # as workflow/rules/common.smk segment_settings()
-
 
 def main() -> None:
     if len(sys.argv) < 2:
@@ -32,7 +30,7 @@ def main() -> None:
     root = Path(sys.argv[1]) / "results"
     base = yaml.safe_load(DEFAULT_CONFIG.read_text())["segment"]
     overrides = yaml.safe_load(sys.argv[2]) if len(sys.argv) > 2 else {}
-    settings = SegmentSettings.from_config({k: v for k, v in {**base, **overrides}.items() if k not in NOT_SETTINGS})
+    settings = SegmentSettings.from_config(SegmentSettings.params({**base, **overrides}))
     splits = read_splits(root / "splits.json")
     frames = usable_frames(read_frame_table(root / "frames.csv"), splits)
     shards = sorted(root.glob("denoise/shard_*/frames.npy"))

@@ -12,8 +12,7 @@ from sonoflow.train import FoldOutputs, TrainSettings, run_fold
 with log_to(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     mode = snakemake.wildcards.input
-    settings = TrainSettings.from_config(snakemake.params.settings, snakemake.wildcards.model,
-                                         snakemake.params.settings.get("weights"))
+    settings = TrainSettings.from_config(snakemake.params.settings, model=snakemake.wildcards.model)
     resume_state = Path(snakemake.params.resume_state)
     run_fold(
         read_frame_table(snakemake.input.frames),

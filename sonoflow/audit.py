@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import cv2
 import numpy as np
 import pandas as pd
+
+from sonoflow.settings import Settings
 
 log = logging.getLogger("sonoflow.audit")
 
@@ -40,7 +42,13 @@ MARK_COLUMNS = ["row", "item_id", "patient_id", "label", "marked", "kinds", "cou
 
 
 @dataclass(frozen=True)
-class AuditSettings:
+class AuditSettings(Settings):
+    SECTION = "audit"
+    # Keys of `audit` per consumer (its rule's params), so that choosing a policy or retuning the
+    # probe reruns no detector.
+    DETECTOR_KEYS = ("bright", "rare", "contrast", "max_width", "max_size", "colour")
+    PROBE_KEYS = ("probe_folds", "probe_boot", "probe_warn", "seed")
+
     enabled: bool = True
     marks: str = "report"  # report (list) | inpaint (fill the marks before denoise) | drop (leave marked frames out)
     bright: int = 170  # a mark pixel's grey level at least (near-saturated after the resize to ingest.size)
@@ -65,9 +73,9 @@ class AuditSettings:
             raise ValueError(f"audit probe_folds must be >= 2, got {self.probe_folds}")
 
     @classmethod
-    def from_config(cls, config: Mapping | None) -> "AuditSettings":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in dict(config or {}).items() if k in known and v is not None})
+    def params(cls, config: Mapping, keys: Sequence[str]) -> dict:
+        """The keys of the `audit` section one consumer reads (DETECTOR_KEYS, PROBE_KEYS)."""
+        return {key: config[key] for key in keys}
 
 
 def scan_area(frame: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ lesion) against the same chance, and pytorch-grad-cam's confidence change and RO
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import cv2
@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from sonoflow.loop import pick_device
+from sonoflow.settings import Settings
 from sonoflow.train import as_unit_float, normalise
 
 log = logging.getLogger("sonoflow.cam")
@@ -40,7 +41,10 @@ METHOD_NAMES = ("gradcam", "gradcam++", "scorecam", "eigencam", "layercam")
 
 
 @dataclass(frozen=True)
-class CamSettings:
+class CamSettings(Settings):
+    SECTION = "cam"
+    NOT_SETTINGS = frozenset({"enabled"})
+
     methods: tuple[str, ...] = ("gradcam",)
     per_kind: int = 2  # overlays per class: this many most confident correct, most confident wrong, random
     max_images: int = 300  # per fold, a class-stratified sample for the quality table
@@ -55,13 +59,6 @@ class CamSettings:
         unknown = sorted(set(self.methods) - set(METHOD_NAMES))
         if unknown or not self.methods:
             raise ValueError(f"unknown CAM method(s) {unknown}; choose from {', '.join(METHOD_NAMES)}")
-
-    @classmethod
-    def from_config(cls, config: Mapping | None) -> "CamSettings":
-        config = dict(config or {})
-        known = {f.name for f in fields(cls)}
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in known and v is not None}
-        return cls(**values)
 
 
 # --- Model and CAMs --------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ which takes out most re-export differences):
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import cv2
@@ -26,6 +26,8 @@ import numpy as np
 import pandas as pd
 from scipy import fft, sparse
 from scipy.sparse.csgraph import connected_components
+
+from sonoflow.settings import Settings
 
 log = logging.getLogger("sonoflow.dedup")
 
@@ -40,7 +42,9 @@ VERIFY_BLOCK = 5000
 
 
 @dataclass(frozen=True)
-class DedupSettings:
+class DedupSettings(Settings):
+    SECTION = "dedup"
+
     enabled: bool = True
     policy: str = "group"  # report (warn and list) | group (one split group) | drop (keep one item)
     conflicts: str = "keep"  # keep (warn) | drop (every item of a group whose labels disagree)
@@ -59,11 +63,6 @@ class DedupSettings:
             raise ValueError(f"dedup conflicts must be one of {CONFLICT_POLICIES}, got {self.conflicts!r}")
         if not 0 < self.min_correlation < 1:
             raise ValueError(f"dedup min_correlation must be in (0, 1), got {self.min_correlation}")
-
-    @classmethod
-    def from_config(cls, config: Mapping | None) -> "DedupSettings":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in dict(config or {}).items() if k in known and v is not None})
 
 
 def frame_embeddings(frames: np.ndarray) -> np.ndarray:

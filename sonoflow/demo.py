@@ -27,10 +27,32 @@ import numpy as np
 import pandas as pd
 
 from sonoflow.io import atomic_path, save_csv
+from sonoflow.settings import Settings
 
 DEMO_CLASSES = ("cyst", "hyperechoic_mass", "hypoechoic_mass", "normal")
 HALF_ANGLE = np.radians(38)  # half the opening of the fan
 MARGIN = 24  # the tissue map is larger than the frame by this much, so the probe can drift
+
+
+@dataclass(frozen=True)
+class DemoSettings(Settings):
+    """The demo's size, from the config's `demo:` section (rule demo_data). The defaults are
+    config.yaml's (a test holds them equal; this module is not given a YAML reader: the demo
+    runs in the ingest environment) and make_demo's."""
+
+    SECTION = "demo"
+
+    patients_per_class: int = 6
+    images_per_patient: int = 2  # stills per patient
+    clips_per_patient: int = 1
+    frames_per_clip: int = 12
+    seed: int = 0
+
+    def make(self, out_dir: str | Path) -> pd.DataFrame:
+        """The demo data set of these settings under ``out_dir`` (make_demo)."""
+        return make_demo(out_dir, n_patients_per_class=self.patients_per_class,
+                         images_per_patient=self.images_per_patient, clips_per_patient=self.clips_per_patient,
+                         frames_per_clip=self.frames_per_clip, seed=self.seed)
 
 
 @dataclass(frozen=True)
@@ -156,15 +178,15 @@ def patient_id(class_index: int, index_in_class: int, n_classes: int) -> str:
 def make_demo(
     out_dir: str | Path,
     *,
-    n_patients_per_class: int = 6,
+    n_patients_per_class: int = DemoSettings.patients_per_class,
     classes: Sequence[str] = DEMO_CLASSES,
-    images_per_patient: int = 2,
-    clips_per_patient: int = 1,
-    frames_per_clip: int = 12,
+    images_per_patient: int = DemoSettings.images_per_patient,
+    clips_per_patient: int = DemoSettings.clips_per_patient,
+    frames_per_clip: int = DemoSettings.frames_per_clip,
     fps: float = 10.0,
     height: int = 192,
     width: int = 256,
-    seed: int = 0,
+    seed: int = DemoSettings.seed,
     lesion_contrast: float = 1.0,
 ) -> pd.DataFrame:
     """Write the demo data set under ``out_dir`` (items/ and samples.csv); return the sheet.
@@ -222,8 +244,8 @@ def make_demo(
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Write the sonoflow synthetic ultrasound demo data set.")
     parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--patients-per-class", type=int, default=6)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--patients-per-class", type=int, default=DemoSettings.patients_per_class)
+    parser.add_argument("--seed", type=int, default=DemoSettings.seed)
     args = parser.parse_args(argv)
     sheet = make_demo(args.out_dir, n_patients_per_class=args.patients_per_class, seed=args.seed)
     print(f"{len(sheet)} items of {sheet['patient_id'].nunique()} patients in {args.out_dir}")

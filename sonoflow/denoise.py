@@ -50,3 +50,10 @@ def denoise_frames(frames: np.ndarray, method: str = "gaussian", settings: Mappi
     for index, frame in enumerate(frames):
         out[index] = apply(np.ascontiguousarray(frame))
     return out
+
+
+def params(config: Mapping) -> dict:
+    """Rule denoise's params from the `denoise` section: the method and its own settings only,
+    so that retuning a method not in use reruns nothing."""
+    method = config["method"]
+    return {"method": method, method: config.get(method, {})}

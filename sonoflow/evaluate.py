@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -28,6 +28,7 @@ from sonoflow.metrics import (POOLINGS, Question, aggregate, class_indices, clas
 from sonoflow.io import FileFormatError, read_json_object, save_json
 from sonoflow.io import for_people  # noqa: F401  (re-exported: the tables evaluate writes)
 from sonoflow.split import PatientPartition, resolve_unit
+from sonoflow.settings import Settings
 
 IMAGE = "image"
 LEVELS = ("image", "patient")  # the levels of a run whose unit is the patient (the default)
@@ -38,7 +39,12 @@ FOLD_METRICS = ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specific
 
 
 @dataclass(frozen=True)
-class EvaluateSettings:
+class EvaluateSettings(Settings):
+    SECTION = "evaluate"
+    # The readers' calls are the rule readers' input, not a setting of the scores: changing
+    # them reruns no evaluation.
+    NOT_SETTINGS = frozenset({"readers"})
+
     positive: tuple[str, ...] = ()  # classes of the binary question (e.g. malignant); empty = multi-class
     n_boot: int = 2000  # bootstrap resamples of patients for the confidence intervals
     level: float = 0.95
@@ -56,16 +62,6 @@ class EvaluateSettings:
             raise ValueError(f"evaluate.calibration must be one of {', '.join(CALIBRATIONS)}, got {self.calibration!r}")
         if self.topk < 1:
             raise ValueError(f"evaluate.topk must be >= 1, got {self.topk}")
-
-    @classmethod
-    def from_config(cls, config: Mapping | None) -> "EvaluateSettings":
-        config = dict(config or {})
-        known = {f.name for f in fields(cls)}
-        values = {key: value for key, value in config.items() if key in known and value is not None}
-        for key in ("positive", "pooling"):
-            if key in values:
-                values[key] = tuple([values[key]] if isinstance(values[key], str) else values[key])
-        return cls(**values)
 
 
 def levels_of(unit: str) -> tuple[str, str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -20,6 +20,7 @@ import pandas as pd
 
 from sonoflow.io import atomic_dir, save_csv, save_npy
 from sonoflow.media import INTENSITY_MODES, MediaError, iter_frames, media_kind, read_image, scanner_tags
+from sonoflow.settings import Settings
 
 log = logging.getLogger("sonoflow.frames")
 
@@ -53,7 +54,12 @@ MIN_AREA_SHARE = 0.1
 
 
 @dataclass(frozen=True)
-class IngestSettings:
+class IngestSettings(Settings):
+    SECTION = "ingest"
+    # Numbers may arrive as strings from --config on the command line; crop stays as given,
+    # since bool("false") would be True.
+    CASTS = {"size": int, "step": int, "max_frames": int, "previews": int, "dedup_threshold": float, "fps": float}
+
     size: int = 128
     resize: str = "pad"
     step: int = 1
@@ -83,22 +89,6 @@ class IngestSettings:
             raise ValueError(f"ingest intensity must be one of {INTENSITY_MODES}, got {self.intensity!r}")
         if not isinstance(self.crop, bool):
             raise ValueError(f"ingest crop must be true or false, got {self.crop!r}")
-
-    @classmethod
-    def from_config(cls, config: Mapping | None) -> "IngestSettings":
-        """Settings from the ``ingest`` section of the config; unknown keys are an error."""
-        config = dict(config or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise ValueError(f"unknown ingest setting(s): {', '.join(unknown)}")
-        # Numbers may arrive as strings from --config on the command line; crop stays as given,
-        # since bool("false") would be True.
-        casts: dict[str, Callable] = {"size": int, "step": int, "max_frames": int, "previews": int,
-                                      "dedup_threshold": float, "fps": float}
-        values = {key: casts[key](value) if key in casts and value is not None else value
-                  for key, value in config.items()}
-        return cls(**values)
 
 
 # --- Sampling ---------------------------------------------------------------------------------

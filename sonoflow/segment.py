@@ -18,7 +18,7 @@ import hashlib
 import logging
 import math
 import os
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Mapping, Sequence
 
 import cv2
@@ -31,6 +31,7 @@ from torch import nn
 from sonoflow import checkpoints
 from sonoflow.frames import IngestSettings, crop_resize
 from sonoflow.models import adapt_input_channels, map_by_position
+from sonoflow.settings import Settings
 from sonoflow.split import PatientPartition, select_frames, unit_hash
 from sonoflow.loop import EpochBatches, fit, pick_device, resume_fingerprint, seed_everything, to_device
 from sonoflow.train import AugmentSettings, as_unit_float, augment_batch, normalise
@@ -43,7 +44,13 @@ ROI_MODES = ("fixed", "fit")
 
 
 @dataclass(frozen=True)
-class SegmentSettings:
+class SegmentSettings(Settings):
+    SECTION = "segment"
+    # Keys of `segment` that are not the U-Net's settings: whether and how often it runs, and
+    # its jobs' resources. Not in the rule's params, so changing them retrains no U-Net.
+    NOT_SETTINGS = frozenset({"enabled", "per_fold", "gpu", "threads"})
+    NESTED = {"augment": AugmentSettings}
+
     encoder: str = "resnet18"  # any segmentation-models-pytorch encoder, e.g. resnet34, tu-efficientnet_lite0
     weights: str | None = None  # local encoder weights (torchvision/timm state dict); never downloaded
     input_size: int = 128  # the U-Net sees frames at this size (a multiple of 2 ** encoder_depth)
@@ -98,10 +105,14 @@ class SegmentSettings:
             object.__setattr__(self, "roi_prior", tuple(float(v) for v in self.roi_prior))
 
     @classmethod
-    def from_config(cls, config: Mapping) -> "SegmentSettings":
-        known = {f.name for f in fields(cls)} - {"augment"}
-        values = {key: config[key] for key in known if key in config and config[key] is not None}
-        return cls(augment=AugmentSettings(**(config.get("augment") or {})), **values)
+    def params(cls, config: Mapping) -> dict:
+        """Rule train_segmenter's params: the `segment` section less NOT_SETTINGS; a decoder that
+        does not match the encoder's depth is an error now, before any job runs."""
+        depth, channels = config.get("encoder_depth", 5), config.get("decoder_channels")
+        if channels is not None and len(channels) != depth:
+            raise ValueError(f"segment.decoder_channels needs one entry per encoder stage (encoder_depth {depth}), "
+                             f"got {channels}")
+        return super().params(config)
 
     def to_dict(self) -> dict:
         return asdict(self)

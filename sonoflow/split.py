@@ -9,13 +9,14 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Mapping, Sequence
 
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedShuffleSplit
 
 from sonoflow.io import FileFormatError, read_json_object, save_json
+from sonoflow.settings import Settings
 
 
 class LeakageError(ValueError):
@@ -27,7 +28,9 @@ class SplitError(ValueError):
 
 
 @dataclass(frozen=True)
-class SplitSettings:
+class SplitSettings(Settings):
+    SECTION = "split"
+
     seed: int = 42
     test_fraction: float = 0.2  # share of patients held out; 0 = cross-validation only
     folds: int = 5  # >= 2: StratifiedGroupKFold of the rest; 1: one split with val_fraction
@@ -40,11 +43,6 @@ class SplitSettings:
             raise ValueError(f"split folds must be >= 1, got {self.folds}")
         if self.folds == 1 and not 0 < self.val_fraction < 1:
             raise ValueError(f"split val_fraction must be in (0, 1), got {self.val_fraction}")
-
-    @classmethod
-    def from_config(cls, config: Mapping | None) -> "SplitSettings":
-        known = {f.name for f in fields(cls)}
-        return cls(**{key: value for key, value in (config or {}).items() if key in known and value is not None})
 
 
 UNITS = ("auto", "patient", "item")

@@ -24,6 +24,7 @@ from torch import nn
 from sonoflow import checkpoints
 from sonoflow.io import save_csv
 from sonoflow.loop import EpochBatches, fit, pick_device, resume_fingerprint, seed_everything, to_device
+from sonoflow.settings import Settings
 
 log = logging.getLogger("sonoflow.train")
 
@@ -33,7 +34,9 @@ GRAY_MEAN, GRAY_STD = 0.449, 0.226
 
 
 @dataclass(frozen=True)
-class AugmentSettings:
+class AugmentSettings(Settings):
+    SECTION = "augment"
+
     hflip: float = 0.5  # probability of a horizontal flip
     rotate: float = 10.0  # max degrees either way
     translate: float = 0.05  # max shift, as a fraction of the side
@@ -53,7 +56,13 @@ class AugmentSettings:
 
 
 @dataclass(frozen=True)
-class TrainSettings:
+class TrainSettings(Settings):
+    SECTION = "train"
+    # Keys of `train` that are not one job's settings: the runs (models, inputs) and each job's
+    # resources (gpu, threads); weights and init_from are per model there, one value here.
+    NOT_SETTINGS = frozenset({"models", "inputs", "gpu", "threads"})
+    NESTED = {"augment": AugmentSettings}
+
     model: str = "resnet18"
     input: str = "full"  # full | roi | both (sonoflow.dataset.INPUT_CHANNELS)
     weights: str | None = None  # local pretrained weights file (never downloaded)
@@ -79,11 +88,16 @@ class TrainSettings:
     tta: tuple[str, ...] = ()  # test-time views averaged in the saved predictions and predict: hflip, shift
 
     @classmethod
-    def from_config(cls, config: Mapping, model: str, weights: str | None = None) -> "TrainSettings":
-        known = {f.name for f in fields(cls)} - {"model", "weights", "augment", "tta"}
-        values = {key: config[key] for key in known if key in config and config[key] is not None}
-        augment = AugmentSettings(**(config.get("augment") or {}))
-        return cls(model=model, weights=weights, augment=augment, tta=tuple(config.get("tta") or ()), **values)
+    def params(cls, config: Mapping, model: str, input: str) -> dict:
+        """Rule train's params for one (model, input): the `train` section without the keys that
+        do not change what one job computes (so adding a model reruns no other), with this
+        model's weights and init_from; ``from_config(params, model=model)`` reads them back."""
+        per_run = cls.NOT_SETTINGS | {"weights", "init_from"}
+        settings = {key: value for key, value in config.items() if key not in per_run}
+        settings["weights"] = config.get("weights", {}).get(model)
+        settings["init_from"] = config.get("init_from", {}).get(model)
+        settings["input"] = input
+        return settings
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -252,9 +252,9 @@ def test_gain_tgc_and_speckle_change_intensity_not_geometry():
 
 def test_recipe_settings_come_from_the_config():
     settings = TrainSettings.from_config({"tta": ["hflip", "shift"], "ema": 0.99, "label_smoothing": 0.1,
-                                          "warmup_epochs": 1, "augment": {"speckle": 0.1}}, "efficientnet_lite0")
+                                          "warmup_epochs": 1, "augment": {"speckle": 0.1}}, model="efficientnet_lite0")
     assert settings.tta == ("hflip", "shift") and settings.ema == 0.99 and settings.augment.speckle == 0.1
-    assert TrainSettings.from_config({}, "resnet18").tta == ()
+    assert TrainSettings.from_config({}, model="resnet18").tta == ()
 
 
 def test_run_fold_writes_to_the_paths_it_is_given(tmp_path, monkeypatch):

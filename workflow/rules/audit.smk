@@ -10,7 +10,7 @@ rule audit:
         marks="results/audit/shard_{shard}/marks.csv",
         masks="results/audit/shard_{shard}/marks.npy",
     params:
-        settings=audit_settings(AUDIT_DETECTOR_KEYS),
+        settings=AuditSettings.params(config["audit"], AuditSettings.DETECTOR_KEYS),
     log:
         "results/logs/audit/shard_{shard}.log",
     conda:
@@ -48,7 +48,7 @@ rule shortcuts:
             category="Audit",
         ),
     params:
-        settings=audit_settings(AUDIT_PROBE_KEYS),
+        settings=AuditSettings.params(config["audit"], AuditSettings.PROBE_KEYS),
         labels=config["labels"],
     log:
         "results/logs/audit/shortcuts.log",

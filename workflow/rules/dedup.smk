@@ -19,31 +19,11 @@ rule dedup:
         embeddings=expand("results/dedup/shard_{shard}/embeddings.npy", shard=SHARDS),
         arrays=expand("results/ingest/shard_{shard}/frames.npy", shard=SHARDS),
     output:
-        pairs=report(
-            "results/dedup/pairs.csv",
-            caption="../report/dedup_pairs.rst",
-            category="2. Split",
-            subcategory="near-duplicates",
-        ),
+        pairs=near_duplicates_report("results/dedup/pairs.csv", "dedup_pairs"),
         groups="results/dedup/groups.csv",
-        conflicts=report(
-            "results/dedup/conflicts.csv",
-            caption="../report/dedup_conflicts.rst",
-            category="2. Split",
-            subcategory="near-duplicates",
-        ),
-        conflicts_figure=report(
-            "results/dedup/conflicts.png",
-            caption="../report/dedup_conflicts_figure.rst",
-            category="2. Split",
-            subcategory="near-duplicates",
-        ),
-        figure=report(
-            "results/dedup/pairs.png",
-            caption="../report/dedup_figure.rst",
-            category="2. Split",
-            subcategory="near-duplicates",
-        ),
+        conflicts=near_duplicates_report("results/dedup/conflicts.csv", "dedup_conflicts"),
+        conflicts_figure=near_duplicates_report("results/dedup/conflicts.png", "dedup_conflicts_figure"),
+        figure=near_duplicates_report("results/dedup/pairs.png", "dedup_figure"),
     params:
         settings=config["dedup"],
     benchmark:

@@ -4,7 +4,7 @@ rule denoise:
     output:
         frames="results/denoise/shard_{shard}/frames.npy",
     params:
-        settings=denoise_settings(),
+        settings=denoise_params(config["denoise"]),
     benchmark:
         "results/benchmarks/denoise/shard_{shard}.tsv"
     log:

@@ -5,72 +5,22 @@ rule evaluate:
         histories=expand("results/train/{{model}}/{{input}}/fold_{fold}/history.csv", fold=FOLDS),
         crossing=dedup_crossing,
     output:
-        folds=report(
-            "results/evaluate/{model}/{input}/folds.csv",
-            caption="../report/eval_folds.rst",
-            category="5. Evaluation",
-            subcategory="{model} {input}",
-        ),
-        headline=report(
-            "results/evaluate/{model}/{input}/headline.csv",
-            caption="../report/eval_headline.rst",
-            category="5. Evaluation",
-            subcategory="{model} {input}",
-        ),
+        folds=evaluation_report("{model}/{input}/folds.csv", "eval_folds"),
+        headline=evaluation_report("{model}/{input}/headline.csv", "eval_headline"),
         thresholds="results/evaluate/{model}/{input}/thresholds.json",
-        calibration_table=report(
-            "results/evaluate/{model}/{input}/calibration.csv",
-            caption="../report/eval_calibration_table.rst",
-            category="5. Evaluation",
-            subcategory="{model} {input}",
-        ),
-        pooling=report(
-            "results/evaluate/{model}/{input}/pooling.csv",
-            caption="../report/eval_pooling.rst",
-            category="5. Evaluation",
-            subcategory="{model} {input}",
-        ),
-        leakage=report(
-            "results/evaluate/{model}/{input}/leakage.csv",
-            caption="../report/eval_leakage.rst",
-            category="5. Evaluation",
-            subcategory="{model} {input}",
-        ),
+        calibration_table=evaluation_report("{model}/{input}/calibration.csv", "eval_calibration_table"),
+        pooling=evaluation_report("{model}/{input}/pooling.csv", "eval_pooling"),
+        leakage=evaluation_report("{model}/{input}/leakage.csv", "eval_leakage"),
         predictions_cv="results/evaluate/{model}/{input}/predictions_cv.csv",
         predictions_test="results/evaluate/{model}/{input}/predictions_test.csv",
-        roc=report(
-            "results/evaluate/{model}/{input}/roc.png",
-            caption="../report/eval_roc.rst",
-            category="5. Evaluation",
-            subcategory="{model} {input}",
-        ),
-        pr=report(
-            "results/evaluate/{model}/{input}/pr.png",
-            caption="../report/eval_pr.rst",
-            category="5. Evaluation",
-            subcategory="{model} {input}",
-        ),
-        confusion=report(
-            "results/evaluate/{model}/{input}/confusion.png",
-            caption="../report/eval_confusion.rst",
-            category="5. Evaluation",
-            subcategory="{model} {input}",
-        ),
-        calibration=report(
-            "results/evaluate/{model}/{input}/calibration.png",
-            caption="../report/eval_calibration.rst",
-            category="5. Evaluation",
-            subcategory="{model} {input}",
-        ),
-        training=report(
-            "results/evaluate/{model}/{input}/training.png",
-            caption="../report/eval_training.rst",
-            category="4. Training",
-            subcategory="{model} {input}",
-        ),
+        roc=evaluation_report("{model}/{input}/roc.png", "eval_roc"),
+        pr=evaluation_report("{model}/{input}/pr.png", "eval_pr"),
+        confusion=evaluation_report("{model}/{input}/confusion.png", "eval_confusion"),
+        calibration=evaluation_report("{model}/{input}/calibration.png", "eval_calibration"),
+        training=evaluation_report("{model}/{input}/training.png", "eval_training", category="4. Training"),
     params:
         labels=config["labels"],
-        settings=evaluate_settings(),
+        settings=EvaluateSettings.params(config["evaluate"]),
     benchmark:
         "results/benchmarks/evaluate/{model}/{input}.tsv"
     log:
@@ -85,34 +35,14 @@ rule compare:
     input:
         unpack(compare_inputs),
     output:
-        table=report(
-            "results/evaluate/compare.csv",
-            caption="../report/eval_compare.rst",
-            category="5. Evaluation",
-            subcategory="model comparison",
-        ),
-        models=report(
-            "results/evaluate/models.csv",
-            caption="../report/eval_models.rst",
-            category="5. Evaluation",
-            subcategory="model comparison",
-        ),
-        roc=report(
-            "results/evaluate/compare_roc.png",
-            caption="../report/eval_compare_roc.rst",
-            category="5. Evaluation",
-            subcategory="model comparison",
-        ),
-        intervals=report(
-            "results/evaluate/compare_auc.png",
-            caption="../report/eval_compare_auc.rst",
-            category="5. Evaluation",
-            subcategory="model comparison",
-        ),
+        table=evaluation_report("compare.csv", "eval_compare", subcategory="model comparison"),
+        models=evaluation_report("models.csv", "eval_models", subcategory="model comparison"),
+        roc=evaluation_report("compare_roc.png", "eval_compare_roc", subcategory="model comparison"),
+        intervals=evaluation_report("compare_auc.png", "eval_compare_auc", subcategory="model comparison"),
     params:
         runs=lambda wildcards: runs(),
         labels=config["labels"],
-        settings=evaluate_settings(),
+        settings=EvaluateSettings.params(config["evaluate"]),
     benchmark:
         "results/benchmarks/evaluate/compare.tsv"
     log:
@@ -130,21 +60,11 @@ rule readers:
         predictions_cv="results/evaluate/{model}/{input}/predictions_cv.csv",
         thresholds="results/evaluate/{model}/{input}/thresholds.json",
     output:
-        metrics=report(
-            "results/evaluate/{model}/{input}/readers.csv",
-            caption="../report/eval_readers.rst",
-            category="5. Evaluation",
-            subcategory="readers",
-        ),
-        comparison=report(
-            "results/evaluate/{model}/{input}/readers_vs_model.csv",
-            caption="../report/eval_readers_vs_model.rst",
-            category="5. Evaluation",
-            subcategory="readers",
-        ),
+        metrics=evaluation_report("{model}/{input}/readers.csv", "eval_readers", subcategory="readers"),
+        comparison=evaluation_report("{model}/{input}/readers_vs_model.csv", "eval_readers_vs_model", subcategory="readers"),
     params:
         labels=config["labels"],
-        settings=evaluate_settings(),
+        settings=EvaluateSettings.params(config["evaluate"]),
     benchmark:
         "results/benchmarks/evaluate/{model}/{input}_readers.tsv"
     log:

@@ -13,7 +13,7 @@ rule train_segmenter:
             subcategory="{segmenter}",
         ),
     params:
-        settings=segment_settings(),
+        settings=SEGMENT_PARAMS,
         # Not an output: it must survive a killed job so that the rerun resumes from it.
         resume_state="results/segment/{segmenter}.resume.pt",
     threads: config["segment"]["threads"]
