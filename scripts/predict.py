@@ -7,7 +7,7 @@ from sonoflow.io import save_csv
 from sonoflow.logs import log_to
 from sonoflow.evaluate import read_decision
 from sonoflow.figures import prediction_overlay_figure
-from sonoflow.predict import mark_seen_patients, patients_seen, predict_run
+from sonoflow.predict import cam_blends, mark_seen_patients, patients_seen, predict_run
 from sonoflow.split import read_splits
 
 with log_to(snakemake.log[0]) as log:
@@ -26,7 +26,7 @@ with log_to(snakemake.log[0]) as log:
              decision["calibration"], decision["pooling"])
     seen = patients_seen(read_splits(snakemake.input.splits))
     run = f"{snakemake.wildcards.model}, {mode} input"
-    prediction_overlay_figure(snakemake.output.overlays, images, cams, shown,
+    prediction_overlay_figure(snakemake.output.overlays, cam_blends(images, cams), shown,
                               f"{run}: {snakemake.params.cam_method} of the predicted class "
                               f"({'fold ensemble' if ensemble else 'fold 0: folds saw different ROI crops'})")
     save_csv(snakemake.output.frames, prediction.frames)

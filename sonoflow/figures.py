@@ -190,20 +190,19 @@ def cam_overlay_figures(paths: Mapping[str, str | os.PathLike], overlays, labels
                            overlays.examples, labels, f"{title}: {method}, {whose}")
 
 
-def prediction_overlay_figure(path, images: np.ndarray, cams: np.ndarray, shown: pd.DataFrame, title: str) -> None:
-    """The chosen frame of each item with the ensemble's CAM for its predicted class (``shown``:
-    sonoflow.predict.representative_frames)."""
-    from pytorch_grad_cam.utils.image import show_cam_on_image
-
+def prediction_overlay_figure(path, blends: np.ndarray, shown: pd.DataFrame, title: str) -> None:
+    """The chosen frame of each item blended with the ensemble's CAM for its predicted class
+    (``blends``: sonoflow.predict.cam_blends, RGB uint8; ``shown``: sonoflow.predict.representative_frames).
+    The blend is made where Grad-CAM lives, so that this module (which ingest imports) needs no
+    pytorch-grad-cam."""
     plt = pyplot()
     columns = min(4, max(1, len(shown)))
     rows = max(1, -(-len(shown) // columns))
     figure, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 3.1 * rows), squeeze=False)
     for axis in axes.ravel():
         axis.axis("off")
-    for axis, image, cam, row in zip(axes.ravel(), images, cams, shown.itertuples(index=False)):
-        gray = np.repeat(image[..., None], 3, axis=2).astype(np.float32) / 255
-        axis.imshow(show_cam_on_image(gray, cam, use_rgb=True, image_weight=0.55))
+    for axis, blend, row in zip(axes.ravel(), blends, shown.itertuples(index=False)):
+        axis.imshow(blend)
         call = f" ({row.item_call})" if row.item_call else ""
         axis.set_title(f"{row.patient_id} / {row.item_id}\n→ {row.item_predicted} {row.item_probability:.2f}{call}",
                        fontsize=7)

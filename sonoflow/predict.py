@@ -89,6 +89,16 @@ def called_class(item: Mapping, labels: Sequence[str], positive: Sequence[str] =
     return max(side, key=lambda name: item[f"prob_{name}"])
 
 
+def cam_blends(images: np.ndarray, cams: np.ndarray) -> np.ndarray:
+    """Each gray frame (N, H, W uint8) blended with its CAM (N, H, W in [0, 1]) by pytorch-grad-cam's
+    ``show_cam_on_image`` (jet, 0.55 of the frame): (N, H, W, 3) RGB uint8, for the overlay figure."""
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
+    out = [show_cam_on_image(np.repeat(image[..., None], 3, axis=2).astype(np.float32) / 255, cam, use_rgb=True,
+                             image_weight=0.55) for image, cam in zip(images, cams)]
+    return np.stack(out) if out else np.zeros((0, *images.shape[1:], 3), np.uint8)
+
+
 def representative_frames(frames: pd.DataFrame, items: pd.DataFrame, labels: Sequence[str], limit: int,
                           positive: Sequence[str] = ()) -> pd.DataFrame:
     """Per item (at most ``limit``, in patient and item order): the frame on which the ensemble is

@@ -40,8 +40,9 @@ TINY_CONFIG = {
     # full and roi: both CAM geometries. `both` (stacked channels) trains in no full run: its DAG is
     # checked by a dry run (test_demo_workflow.py), its stacked store and a two-channel training run
     # by tests/unit/test_dataset.py.
+    # lr and patience pinned to the demo's plan, as the U-Net's above: a user sheet of the same rows retrains nothing.
     "train": {"models": ["efficientnet_lite0"], "inputs": ["full", "roi"], "epochs": 2, "input_size": 64,
-              "batch_size": 16, "threads": 1},
+              "batch_size": 16, "threads": 1, "lr": 0.001, "patience": 4},
     "evaluate": {"n_boot": 200},
     "cam": {"per_kind": 1, "max_images": 40, "road_images": 4, "road_percentiles": [50]},
 }

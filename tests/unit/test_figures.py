@@ -154,6 +154,8 @@ def test_prediction_overlay_draws_one_panel_per_item(tmp_path):
     cams = np.zeros((2, 64, 64), np.float32)
     cams[:, 20:44, 20:44] = 1.0
     path = tmp_path / "predict.png"
-    prediction_overlay_figure(path, speckle(2), cams, shown, "run: gradcam of the predicted class")
+    from sonoflow.predict import cam_blends
+
+    prediction_overlay_figure(path, cam_blends(speckle(2), cams), shown, "run: gradcam of the predicted class")
     image = cv2.imread(str(path))
     assert image is not None and image.std() > 20 and image.shape[1] > image.shape[0]
