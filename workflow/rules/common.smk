@@ -10,7 +10,7 @@ from snakemake.utils import validate
 # (The Snakefile has put the library, next to it, first on sys.path; config.smk has checked the config.)
 from sonoflow.config import uses_demo as config_uses_demo
 from sonoflow.dataset import INPUT_CHANNELS
-from sonoflow.importers import load_layout
+from sonoflow.importers import SHEET_COLUMNS, load_layout
 from sonoflow.plan import per_fold_segmenters
 from sonoflow.sheet import ProbeCache, SheetError, add_shards, read_sheet, relative_paths, validate_sheet
 from sonoflow.split import SplitSettings, check_enough_patients
@@ -20,7 +20,6 @@ DEMO_SHEET = "results/demo/samples.csv"
 # Absolute: the sheet is validated inside input functions, after parsing has moved on.
 SAMPLES_SCHEMA = str(Path(workflow.basedir) / "workflow/schemas/samples.schema.yaml")
 SHARDS = [f"{index:02d}" for index in range(config["shards"])]
-SHEET_COLUMNS = ["patient_id", "item_id", "path", "label", "mask", "split"]
 FOLDS = list(range(config["split"]["folds"]))
 MODELS = config["train"]["models"]
 
