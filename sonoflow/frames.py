@@ -154,6 +154,14 @@ def _source_length(path: str | os.PathLike, kind: str) -> tuple[int, float]:
     return max(n_frames, 0), fps if np.isfinite(fps) and fps > 0 else 0.0
 
 
+def known_length(n_frames, fps) -> tuple[int, float]:
+    """A probed (frame count, fps) as ``_source_length`` gives them: counts below 0 and unknown or
+    non-finite rates as 0."""
+    n_frames = int(n_frames) if n_frames is not None and np.isfinite(float(n_frames)) else 0
+    fps = float(fps) if fps is not None else 0.0
+    return max(n_frames, 0), fps if np.isfinite(fps) and fps > 0 else 0.0
+
+
 def shrink_by(image: np.ndarray, factor_y: int, factor_x: int) -> np.ndarray:
     """Block-mean downscale by whole factors (OpenCV's fast area path; several times faster
     than a fractional area resize). A remainder of fewer than a factor's rows/columns at the
@@ -172,7 +180,8 @@ SHORT_DECODE_SHARE = 0.9
 
 
 def read_item_frames(
-    path: str | os.PathLike, settings: IngestSettings, colour: list | None = None
+    path: str | os.PathLike, settings: IngestSettings, colour: list | None = None,
+    length: tuple[int, float] | None = None,
 ) -> tuple[list[int], list[float], list[np.ndarray]]:
     """Decode one item: indices, times and gray frames that sampling and de-duplication keep.
 
@@ -181,10 +190,12 @@ def read_item_frames(
     really gets; when that count would have chosen other frames, the item is decoded once more
     with the plan made over the decodable count, and a clip far shorter than its header says is
     reported in the ingest log with both counts. ``colour``, when given, receives the colour mask
-    of each kept frame (``media.colour_mask``).
+    of each kept frame (``media.colour_mask``). ``length``: the header's (frame count, fps) as the
+    sheet check probed them (``media.probe``), so that the header is read once per run; without it
+    the header is read here.
     """
     kind = media_kind(path)
-    n_frames, source_fps = _source_length(path, kind)
+    n_frames, source_fps = _source_length(path, kind) if length is None else known_length(*length)
     kept_colour: list | None = [] if colour is not None else None
     result, decoded = _read_planned(path, settings, n_frames, source_fps, kept_colour)
     # Stills are one frame; a DICOM's frames are all decoded at once (or it fails): clips only.
@@ -379,10 +390,11 @@ def read_mask(paths: list[str], shape: tuple[int, int]) -> np.ndarray:
     return union.view(np.uint8)
 
 
-def ingest_item(path: str | os.PathLike, settings: IngestSettings, masks: list[str] | None = None) -> IngestedItem:
+def ingest_item(path: str | os.PathLike, settings: IngestSettings, masks: list[str] | None = None,
+                length: tuple[int, float] | None = None) -> IngestedItem:
     """Frames (and the lesion mask of a still image) of one item, cropped and resized."""
     colour: list[np.ndarray] = []
-    indices, times, frames = read_item_frames(path, settings, colour)
+    indices, times, frames = read_item_frames(path, settings, colour, length)
     if not frames:
         raise MediaError(f"{path} yielded no frames")
     if masks and (media_kind(path) == "video" or len(frames) != 1):
@@ -491,7 +503,8 @@ def ingest_shard(rows: pd.DataFrame, settings: IngestSettings, outputs: ShardOut
         for row in items:
             item_id = row["item_id"]
             try:
-                item = ingest_item(row["path"], settings, mask_paths(row.get("mask")))
+                probed = (row["n_frames"], row["fps"]) if "n_frames" in row and "fps" in row else None
+                item = ingest_item(row["path"], settings, mask_paths(row.get("mask")), probed)
             except (MediaError, cv2.error, OSError) as exc:
                 raise MediaError(f"{item_id}: {exc}") from exc
             split = row.get("split")

@@ -442,3 +442,35 @@ def test_previews_left_by_a_killed_job_are_removed_by_the_next_run(tmp_path):
     (out / ".frames.npy.x1y2.npy").write_bytes(b"half")
     ingest_shard(sheet({"item_id": "a", "path": str(clip)}), IngestSettings(size=32), out)
     assert sorted(p.name for p in out.iterdir()) == ["frames.csv", "frames.npy", "masks.npy", "previews"]
+
+
+def test_ingest_reads_no_header_twice_and_uses_the_probed_dicom_frame_rate(tmp_path, monkeypatch):
+    """The sheet check's probe (frame count, fps) travels with the rows: ingest does not read the
+    header again, and a DICOM cine's frame rate (FrameTime) reaches ingest's fps sampling (its own
+    header read had none: the two disagreed)."""
+    import sonoflow.frames as frames_module
+    from sonoflow.media import probe
+
+    cine = write_dicom(tmp_path / "cine.dcm", distinct_frames(10)[:, :32, :32], frame_time_ms=100.0)
+    clip = write_video(tmp_path / "clip.mp4", distinct_frames(12), fps=20.0)
+    settings = IngestSettings(size=32, fps=5.0, crop=False, dedup_threshold=0)
+    unprobed = {path: ingest_item(path, settings) for path in (cine, clip)}
+    info = {path: probe(path) for path in (cine, clip)}
+    assert (info[cine].n_frames, info[cine].fps) == (10, 10.0)
+
+    def no_second_read(path, kind):
+        raise AssertionError(f"header of {path} read again")
+
+    monkeypatch.setattr(frames_module, "_source_length", no_second_read)
+    probed = {path: ingest_item(path, settings, length=(info[path].n_frames, info[path].fps)) for path in (cine, clip)}
+    # A clip: the same frames as from its own header read.
+    assert probed[clip].frame_indices == unprobed[clip].frame_indices
+    np.testing.assert_array_equal(probed[clip].frames, unprobed[clip].frames)
+    # A cine at 10 fps sampled at 5 fps: every second frame, at its true times.
+    assert probed[cine].frame_indices == [0, 2, 4, 6, 8]
+    assert probed[cine].times == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8])
+    # Through ingest_shard, as the workflow passes the rows.
+    rows = pd.DataFrame([{"patient_id": "p1", "item_id": "cine", "path": str(cine), "label": "a", "mask": "",
+                          "split": "", "n_frames": 10, "fps": 10.0}])
+    table = ingest_shard(rows, settings, tmp_path / "shard_00")
+    assert table["frame_index"].tolist() == [0, 2, 4, 6, 8]

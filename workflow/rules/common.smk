@@ -80,9 +80,13 @@ def samples():
     return _validated["sheet"]
 
 
-def shard_rows(shard):
+# What the sheet check probed from each file's header, passed on so that ingest reads no header twice.
+PROBED_COLUMNS = ["n_frames", "fps"]
+
+
+def shard_rows(shard, columns=SHEET_COLUMNS):
     sheet = samples()
-    return sheet.loc[sheet["shard"] == int(shard), SHEET_COLUMNS].sort_values("item_id")
+    return sheet.loc[sheet["shard"] == int(shard), columns].sort_values("item_id")
 
 
 def stages():

@@ -21,7 +21,7 @@ def shard_media(wildcards):
 
 def shard_records(wildcards):
     """The shard's rows as plain records: params, so an edited row reruns its shard only."""
-    return shard_rows(wildcards.shard).to_dict("records")
+    return shard_rows(wildcards.shard, SHEET_COLUMNS + PROBED_COLUMNS).to_dict("records")
 
 
 # --- denoise ----------------------------------------------------------------------------------
@@ -208,7 +208,7 @@ def predict_media(wildcards):
 
 
 def predict_records(wildcards):
-    return predict_sheet()[SHEET_COLUMNS].sort_values("item_id").to_dict("records")
+    return predict_sheet()[SHEET_COLUMNS + PROBED_COLUMNS].sort_values("item_id").to_dict("records")
 
 
 def predict_checkpoints(wildcards):
