@@ -139,6 +139,8 @@ def comparison(run_dir: Path, baseline: pd.DataFrame, model_name: str) -> pd.Dat
     for path in sorted((run_dir / "results" / "evaluate").glob("*/*/headline.csv")):
         sources[f"sonoflow {path.parent.parent.name}/{path.parent.name}"] = read_headline(path)
     for name, table in sources.items():
+        # The binary question's and the overall rows carry no class (empty): those, and macro ones.
+        table = table.assign(**{"class": table["class"].fillna("overall").replace("", "overall")})
         overall = table[table["class"].isin(["macro", "positive", "overall"]) & table["metric"].isin(["auc", "accuracy"])]
         for row in overall.to_dict("records"):
             rows.append({"run": name, **{key: row[key] for key in ("part", "level", "metric", "class")},
