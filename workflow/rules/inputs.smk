@@ -69,8 +69,17 @@ except ValueError as error:
 
 # --- train ------------------------------------------------------------------------------------
 def train_settings(wildcards):
-    """One job's settings: adding a model or an input reruns no other job (TrainSettings.params)."""
+    """One job's settings: adding a model or an input changes no other job's (TrainSettings.params);
+    the others rerun only because the plan shares its time budget among all runs (rule plan)."""
     return TrainSettings.params(config["train"], wildcards.model, wildcards.input)
+
+
+def plan_settings(wildcards):
+    """Each run's settings that decide how long its training takes (TrainSettings.TIMED): the plan
+    times them; a change of any other (the learning rate) does not re-plan. Adding a run re-plans,
+    and so retrains the others: they share the time budget."""
+    return {run: TrainSettings.timed(train_settings(SimpleNamespace(model=run.split("/")[0], input=run.split("/")[1])))
+            for run in runs()}
 
 
 def init_checkpoint(wildcards):
@@ -149,10 +158,11 @@ def report_pages(wildcards):
 
 def landing_inputs(wildcards):
     """What the landing page reads: every run's headline and operating point, the near-duplicate
-    tables when the check runs, and the audit summary (the plan comes as the rule's params)."""
+    tables when the check runs, the audit summary, and the data plan (the config's comes as params)."""
     inputs = {
         "headlines": expand("results/evaluate/{run}/headline.csv", run=runs()),
         "thresholds": expand("results/evaluate/{run}/thresholds.json", run=runs()),
+        "plan": "results/plan.json",
     }
     if config["dedup"]["enabled"]:
         inputs["pairs"] = "results/dedup/pairs.csv"

@@ -197,6 +197,7 @@ rule landing:
 rule manifest:
     input:
         arrays=expand("results/ingest/shard_{shard}/{kind}.npy", shard=SHARDS, kind=["frames", "masks"]),
+        plan="results/plan.json",
         # Written last, so that it describes the run that produced every other result.
         results=final_targets,
     output:

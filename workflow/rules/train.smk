@@ -1,8 +1,33 @@
+rule plan:
+    input:
+        frames="results/frames.csv",
+        splits="results/splits.json",
+    output:
+        plan="results/plan.json",
+    params:
+        runs=lambda wildcards: runs(),
+        settings=plan_settings,
+        labels=config["labels"],
+        epochs_planned=planned("train.epochs"),
+        max_hours=config["plan"]["max_hours"],
+        frame_size=config["ingest"]["size"],
+    threads: config["train"]["threads"]
+    benchmark:
+        "results/benchmarks/plan.tsv"
+    log:
+        "results/logs/plan.log",
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../../scripts/plan.py"
+
+
 rule train:
     input:
         unpack(classifier_arrays),
         frames="results/frames.csv",
         splits="results/splits.json",
+        plan="results/plan.json",
         init_from=init_checkpoint,
     output:
         checkpoint="results/train/{model}/{input}/fold_{fold}/best.pt",
