@@ -3,7 +3,7 @@ sampler and one epoch loop, with early stopping and resume after a kill.
 
 Each trainer supplies its own step (a batch's loss: augmentation, forward pass) and its own
 validation metrics; ``fit`` runs the optimiser and the schedule, an optional moving average of
-the weights (which is then what is validated and kept), early stopping on the validation loss,
+the weights (which is then what is validated and kept), early stopping on a validation metric,
 the history, and the resume state: with a resume path the full state is saved after every epoch
 (``ResumeSaver`` skips epochs while saving is dear), and a run that finds a state for the same
 settings and data (``resume_fingerprint``) continues from its last saved epoch. Random numbers
@@ -191,17 +191,20 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, generator
         batches: EpochBatches, step: Step, validate: Callable[[nn.Module], dict], *, epochs: int, patience: int,
         device: torch.device, logger: logging.Logger, describe: Callable[[dict], str], min_delta: float = 0.0,
         ema=None, resume_path: str | os.PathLike | None = None, fingerprint: str = "",
-        seconds: str = "train") -> FitResult:
-    """Train ``model`` for up to ``epochs`` with early stopping on the validation loss; on return
-    it holds the weights of the epoch with the lowest one.
+        seconds: str = "train", monitor: str = "val_loss") -> FitResult:
+    """Train ``model`` for up to ``epochs`` with early stopping on a validation metric; on return
+    it holds the weights of the epoch with the best one.
 
     ``step(index)`` computes one batch's loss (augmentation and forward pass; the loop runs the
     backward pass and the optimiser) and per-batch sums, e.g. ``{"accuracy": correct}``, reported
     as ``train_<name>`` means over the epoch's samples next to ``train_loss``. ``validate(module)``
-    gives the epoch's validation metrics, ``val_loss`` among them. A loss counts as lower when it
-    is below the best by more than ``min_delta``; training stops after ``patience`` epochs
-    without one. With ``ema`` (timm's ModelEmaV3: ``update(model, step=)`` and ``module``) the
-    average is updated after every optimiser step, and it is what is validated and kept.
+    gives the epoch's validation metrics, ``val_loss`` among them. ``monitor`` names the one that
+    picks the epoch: ``val_loss`` (lower is better) or another (``val_auc``: higher is better);
+    when validation does not give it (an AUC needs every class among the validation frames) the
+    loss is used, with a warning. A value counts as better when it beats the best by more than
+    ``min_delta``; training stops after ``patience`` epochs without one. With ``ema`` (timm's
+    ModelEmaV3: ``update(model, step=)`` and ``module``) the average is updated after every
+    optimiser step, and it is what is validated and kept.
     ``describe(row)`` is the epoch's log line after "epoch k/n". The history's ``seconds`` time
     the training part of an epoch (``seconds="train"``) or all of it, validation included
     (``"epoch"``); ``images_per_s`` is the training throughput either way. ``generator`` (the
@@ -211,7 +214,8 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, generator
     if seconds not in ("train", "epoch"):
         raise ValueError(f"seconds must be 'train' or 'epoch', got {seconds!r}")
     history: list[dict] = []
-    best_loss, best_epoch, best_state, start_epoch, steps = math.inf, 0, None, 0, 0
+    # The best is kept as a score to minimise: the loss, or minus a metric where higher is better.
+    best_loss, best_score, best_epoch, best_state, start_epoch, steps = math.inf, math.inf, 0, None, 0, 0
     saver = ResumeSaver()
     state = load_resume_state(resume_path, fingerprint, logger)
     if state is not None:
@@ -221,6 +225,8 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, generator
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         history, best_loss = state["history"], state["best_loss"]
+        best_score = state.get("best_score", best_loss)
+        monitor = state.get("monitor", monitor)
         best_epoch, best_state = state["best_epoch"], state["best_state"]
         start_epoch, steps = state["epoch"], state.get("step", 0)
         if ema is not None:
@@ -229,8 +235,8 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, generator
 
     for epoch in range(start_epoch + 1, epochs + 1):
         if best_epoch > 0 and epoch - best_epoch > patience:
-            logger.info("early stop: no lower validation loss for %d epochs; stopped at epoch %d of %d; kept epoch %d's "
-                        "weights", patience, epoch - 1, epochs, best_epoch)
+            logger.info("early stop: no better %s for %d epochs; stopped at epoch %d of %d; kept epoch %d's "
+                        "weights", monitor, patience, epoch - 1, epochs, best_epoch)
             break
         model.train()
         # Running sums stay on the device: no host sync per step keeps a GPU busy.
@@ -256,8 +262,13 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, generator
         row = {"epoch": epoch, **train, **validate(scored), "lr": optimizer.param_groups[0]["lr"]}
         row["seconds"] = time.perf_counter() - started if seconds == "epoch" else train_seconds
         row["images_per_s"] = seen / max(train_seconds, 1e-9)
-        if row["val_loss"] < best_loss - min_delta:
-            best_loss, best_epoch = row["val_loss"], epoch
+        if monitor not in row:
+            logger.warning("%s not available on the validation frames (a class is missing there): the epoch is "
+                           "picked by val_loss", monitor)
+            monitor = "val_loss"
+        score = row[monitor] if monitor == "val_loss" else -row[monitor]
+        if score < best_score - min_delta:
+            best_loss, best_score, best_epoch = row["val_loss"], score, epoch
             best_state = {k: v.detach().cpu().clone() for k, v in scored.state_dict().items()}
         history.append(row)
         logger.info("epoch %d/%d %s", epoch, epochs, describe(row))
@@ -267,6 +278,7 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, generator
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "history": history,
                 "best_loss": best_loss, "best_epoch": best_epoch, "best_state": best_state, "step": steps,
+                "best_score": best_score, "monitor": monitor,
                 **({"ema": ema.module.state_dict()} if ema is not None else {}),
             })
 

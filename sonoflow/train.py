@@ -75,7 +75,8 @@ class TrainSettings(Settings):
     weight_decay: float = 1e-4
     momentum: float = 0.9
     scheduler: str = "cosine"  # cosine | none
-    patience: int = 5  # early stopping: epochs without a better validation loss
+    patience: int = 5  # early stopping: epochs without a better validation `monitor`
+    monitor: str = "loss"  # what picks the kept epoch: loss (validation loss) | auc (validation AUC, macro over classes)
     class_weighting: str = "balanced"  # balanced (loss weights) | sampler | none
     seed: int = 42
     device: str = "auto"  # auto | cpu | cuda
@@ -313,6 +314,10 @@ def validation_metrics(probs: np.ndarray, target: np.ndarray, loss_fn: nn.Module
     return metrics
 
 
+# train.monitor -> the validation metric that picks the kept epoch (sonoflow.loop.fit).
+MONITORS = {"loss": "val_loss", "auc": "val_auc"}
+
+
 def train_classifier(
     model: nn.Module,
     train_frames: np.ndarray,
@@ -323,7 +328,8 @@ def train_classifier(
     settings: TrainSettings,
     resume_path: str | os.PathLike | None = None,
 ) -> TrainResult:
-    """Train with early stopping on validation loss; returns the best model (by that loss).
+    """Train with early stopping on the validation loss or AUC (``settings.monitor``); returns the
+    model of the best epoch by it.
 
     With ``resume_path``, the full state is saved there after every epoch (``sonoflow.loop.ResumeSaver``
     skips epochs while saving would cost over a tenth of the training time), and a run that finds a
@@ -378,8 +384,11 @@ def train_classifier(
         return (f"train_loss {row['train_loss']:.4f} val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.3f}"
                 f"{auc} ({row['images_per_s']:.0f} img/s)")
 
+    if settings.monitor not in MONITORS:
+        raise ValueError(f"unknown train.monitor {settings.monitor!r}; use {' or '.join(MONITORS)}")
     fitted = fit(model, optimizer, scheduler, generator, batches, step, validate, epochs=settings.epochs,
                  patience=settings.patience, device=device, logger=log, describe=describe, ema=ema,
+                 monitor=MONITORS[settings.monitor],
                  resume_path=resume_path,
                  fingerprint=resume_fingerprint(settings.to_dict(), train_frames, train_labels, val_frames, val_labels))
     return TrainResult(model=model, history=fitted.history, best_epoch=fitted.best_epoch,

@@ -87,3 +87,57 @@ def test_resume_saver_skips_epochs_only_while_saving_is_dear(tmp_path):
     assert saver.due(10, 10)  # the last epoch always
     saver.last_saved -= 10.5
     assert saver.due(3, 10)
+
+
+def scripted_fit(rows, monitor, patience=10, caplog=None):
+    """``fit`` on a one-parameter model whose validation gives the scripted ``rows`` epoch by
+    epoch; the parameter records the epoch, so the kept weights tell which epoch was kept."""
+    import logging
+
+    from sonoflow.loop import fit
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
+    epoch = {"n": 0}
+
+    def step(index):
+        return (model.weight * 0).sum(), {}
+
+    def validate(scored):
+        epoch["n"] += 1
+        with torch.no_grad():
+            scored.weight.fill_(epoch["n"])
+        return dict(rows[epoch["n"] - 1])
+
+    result = fit(model, optimizer, scheduler, torch.Generator().manual_seed(0), EpochBatches(4, 2, torch.Generator()),
+                 step, validate, epochs=len(rows), patience=patience, device=torch.device("cpu"),
+                 logger=logging.getLogger("test"), describe=lambda row: "", monitor=monitor)
+    return result, int(model.weight.item())
+
+
+def test_the_kept_epoch_is_the_best_by_the_monitored_metric(caplog):
+    # Near-uniform first-epoch predictions: the lowest loss, the worst ranking (DDTI, BrEaST).
+    rows = [{"val_loss": 0.66, "val_auc": 0.60}, {"val_loss": 0.70, "val_auc": 0.80}, {"val_loss": 0.72, "val_auc": 0.75}]
+    by_loss, kept = scripted_fit(rows, "val_loss")
+    assert by_loss.best_epoch == 1 and kept == 1
+    by_auc, kept = scripted_fit(rows, "val_auc")
+    assert by_auc.best_epoch == 2 and kept == 2 and by_auc.best_loss == 0.70
+    assert list(by_auc.history["best"]) == [False, True, False]
+    # Patience counts epochs without a better monitored value.
+    stopped, _ = scripted_fit(rows + [{"val_loss": 0.5, "val_auc": 0.7}] * 3, "val_auc", patience=2)
+    assert len(stopped.history) == 4 and stopped.best_epoch == 2
+    # No AUC on the validation frames (a class missing): the loss picks, with a warning.
+    caplog.set_level("WARNING")
+    fallback, kept = scripted_fit([{"val_loss": value} for value in (0.7, 0.6, 0.65)], "val_auc")
+    assert fallback.best_epoch == 2 and kept == 2
+    assert "val_auc not available" in caplog.text
+
+
+def test_an_unknown_monitor_is_refused():
+    from sonoflow.train import TrainSettings, train_classifier
+
+    frames = np.zeros((4, 16, 16), np.uint8)
+    with pytest.raises(ValueError, match="unknown train.monitor 'f1'"):
+        train_classifier(torch.nn.Linear(1, 2), frames, np.array([0, 1, 0, 1]), frames, np.array([0, 1, 0, 1]), 2,
+                         TrainSettings(monitor="f1", epochs=1))
