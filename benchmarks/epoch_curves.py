@@ -1,0 +1,164 @@
+"""Every epoch scored: how a training setting behaves over a whole schedule, and how each way of
+picking the kept epoch would have scored, from one training per fold.
+
+    python benchmarks/epoch_curves.py RUN_DIR OUT [--positive CLASS] [--epochs 25] [--folds 0 1]
+        [--set lr=0.001 ...] [--threads 1] [--scored]
+
+RUN_DIR is a finished (or split and denoised) sonoflow run: its `results/frames.csv`,
+`results/splits.json` and denoised frames are read, and each fold's classifier is trained with
+sonoflow's own `train_classifier` (the default recipe of config.yaml for real data: 224 px,
+EfficientNet-Lite0 from the packaged ImageNet weights, warm-up, label smoothing, EMA, ultrasound
+augmentation; ``--set key=value`` changes one setting, values as JSON) for ``--epochs`` epochs with
+early stopping off. After every epoch the validation and test frames' probabilities are kept
+(`OUT/probs.csv`, the histories `OUT/history_<fold>.csv`). Printed:
+
+- per epoch, the pooled out-of-fold patient AUC (the folds' validation patients together) and the
+  test fold ensemble's patient AUC (when the run has test patients);
+- for each rule that picks one epoch per fold (the lowest validation loss, the highest validation
+  AUC, the last epoch) the same two figures. The first two rules pick on the validation patients
+  and so flatter the pooled figure; the test figure is the fair one.
+
+AUC: ``--positive`` vs the rest, or the macro one-vs-rest AUC when not given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+import torch
+from sklearn.metrics import log_loss, roc_auc_score
+
+import sonoflow.train as train_module
+from sonoflow.dataset import classifier_store, read_frame_table
+from sonoflow.loop import seed_everything
+from sonoflow.models import build_model
+from sonoflow.split import partition_for_fold, read_splits, select_frames, usable_frames
+
+# config.yaml's classifier on real data (the plan's sizes), early stopping off.
+RECIPE = dict(model="efficientnet_lite0", weights="efficientnet-lite0-package", input_size=224, batch_size=32, lr=1e-3,
+              warmup_epochs=1, label_smoothing=0.1, ema=0.99, tta=["hflip"],
+              augment=dict(hflip=0.5, rotate=10.0, translate=0.05, scale=0.1, brightness=0.1, contrast=0.1,
+                           speckle=0.15, gain=0.2, tgc=0.2, depth_crop=0.15))
+
+
+def train_fold(frames: pd.DataFrame, splits: dict, fold: int, settings, store) -> tuple[pd.DataFrame, list]:
+    """Train one fold; return its history and, per epoch, (validation, test) probabilities."""
+    labels = list(splits["labels"])
+    partition = partition_for_fold(splits, fold)
+    parts = {name: select_frames(frames, partition, name) for name in ("train", "val", "test")}
+    index = {name: i for i, name in enumerate(labels)}
+    targets = {name: part["label"].map(index).to_numpy() for name, part in parts.items()}
+    test = store.gather(parts["test"]) if len(parts["test"]) else None
+    kept, predict = [], train_module.predict_proba
+
+    def scored_too(model, batch, input_size, *args, **kwargs):
+        """Validation's own call, and the same model on the test frames."""
+        val = predict(model, batch, input_size, *args, **kwargs)
+        kept.append((val, predict(model, test, input_size, *args, **kwargs) if test is not None else None))
+        return val
+
+    seed_everything(settings.seed)
+    model = build_model(settings.model, len(labels), in_channels=1, weights=settings.weights,
+                        input_size=settings.input_size)
+    train_module.predict_proba = scored_too
+    try:
+        result = train_module.train_classifier(model, store.gather(parts["train"]), targets["train"],
+                                               store.gather(parts["val"]), targets["val"], len(labels), settings)
+    finally:
+        train_module.predict_proba = predict
+    tables = []
+    for epoch, (val, test_probs) in enumerate(kept, 1):
+        for name, probs in (("val", val), ("test", test_probs)):
+            if probs is None:
+                continue
+            table = parts[name][["patient_id", "label"]].reset_index(drop=True)
+            for i, label in enumerate(labels):
+                table[f"p_{label}"] = probs[:, i]
+            table["fold"], table["epoch"], table["part"] = fold, epoch, name
+            tables.append(table)
+    return result.history, tables
+
+
+def patient_auc(table: pd.DataFrame, labels: list[str], positive: str | None) -> float:
+    columns = [f"p_{label}" for label in labels]
+    patients = table.groupby("patient_id").agg({**{c: "mean" for c in columns}, "label": "first"})
+    if positive:
+        return roc_auc_score(patients["label"] == positive, patients[f"p_{positive}"])
+    return roc_auc_score(patients["label"], patients[columns].to_numpy(), multi_class="ovr", labels=labels)
+
+
+def report(probs: pd.DataFrame, labels: list[str], positive: str | None) -> None:
+    val, test = probs[probs["part"] == "val"], probs[probs["part"] == "test"]
+    folds = sorted(val["fold"].unique())
+    print("epoch  pooled out-of-fold patient AUC" + ("  test fold-ensemble patient AUC" if len(test) else ""))
+    for epoch in sorted(val["epoch"].unique()):
+        line = f"{epoch:5d}  {patient_auc(val[val['epoch'] == epoch], labels, positive):.3f}"
+        if len(test):
+            line += f"  {patient_auc(test[test['epoch'] == epoch], labels, positive):.3f}"
+        print(line)
+
+    def fold_loss(table):
+        target = table["label"].map({label: i for i, label in enumerate(labels)})
+        return log_loss(target, table[[f"p_{label}" for label in labels]].to_numpy(), labels=range(len(labels)))
+
+    rules = {
+        "lowest validation loss": lambda t: min(t["epoch"].unique(), key=lambda e: fold_loss(t[t["epoch"] == e])),
+        "highest validation AUC": lambda t: max(t["epoch"].unique(),
+                                                key=lambda e: patient_auc(t[t["epoch"] == e], labels, positive)),
+        "last epoch": lambda t: t["epoch"].max(),
+    }
+    for name, pick in rules.items():
+        chosen = {fold: pick(val[val["fold"] == fold]) for fold in folds}
+
+        def picked(table, chosen=chosen):
+            return pd.concat([table[(table["fold"] == fold) & (table["epoch"] == epoch)] for fold, epoch in chosen.items()])
+
+        line = f"{name}: epochs {[int(chosen[fold]) for fold in folds]}, pooled {patient_auc(picked(val), labels, positive):.3f}"
+        if len(test):
+            line += f", test {patient_auc(picked(test), labels, positive):.3f}"
+        print(line)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--positive", default=None)
+    parser.add_argument("--epochs", type=int, default=25)
+    parser.add_argument("--folds", type=int, nargs="*", default=None, help="default: every fold")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="a training setting, value as JSON")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--scored", action="store_true", help="train nothing: score OUT/probs.csv again")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    results = args.run_dir / "results"
+    splits = read_splits(results / "splits.json")
+    if args.scored:
+        report(pd.read_csv(args.out / "probs.csv"), list(splits["labels"]), args.positive)
+        return
+
+    config = json.loads(json.dumps(RECIPE))
+    for item in args.set:
+        key, value = item.split("=", 1)
+        config[key] = json.loads(value)
+    settings = train_module.TrainSettings.from_config({**config, "epochs": args.epochs, "patience": args.epochs})
+    print(settings, flush=True)
+    frames = usable_frames(read_frame_table(results / "frames.csv"), splits)
+    store = classifier_store("full", {"full": sorted(str(p) for p in results.glob("denoise/shard_*/frames.npy"))})
+    args.out.mkdir(parents=True, exist_ok=True)
+    tables = []
+    folds = args.folds if args.folds is not None else [int(fold["fold"]) for fold in splits["folds"]]
+    for fold in folds:
+        history, fold_tables = train_fold(frames, splits, fold, settings, store)
+        history.to_csv(args.out / f"history_{fold}.csv", index=False)
+        tables += fold_tables
+        pd.concat(tables).to_csv(args.out / "probs.csv", index=False)
+        print(f"fold {fold} done", flush=True)
+    report(pd.concat(tables), list(splits["labels"]), args.positive)
+
+
+if __name__ == "__main__":
+    main()
