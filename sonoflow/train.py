@@ -398,18 +398,29 @@ def train_classifier(
 def seconds_per_image(settings: TrainSettings, n_classes: int, *, in_channels: int = 1, frame_size: int = 256,
                       batches: int = 3) -> float:
     """Seconds per training image of this model and recipe on this machine: ``train_classifier``
-    itself (augmentation, EMA, the optimiser) for two short epochs of ``batches`` batches of noise
-    frames, the second one timed (the first pays for warm-up). For the plan's time budget."""
+    itself (augmentation, EMA, the optimiser) for one epoch of ``batches`` batches of noise frames,
+    after one such epoch of warm-up. On the CPU it is timed by this process's CPU time over its
+    threads, so that other load on a shared machine does not make the estimate (and a plan cut by
+    it) depend on the moment; on a GPU by the wall clock. For the plan's time budget."""
+    import time
+
     from sonoflow.models import build_model
 
     generator = np.random.default_rng(0)
     shape = (batches * settings.batch_size, *((in_channels,) if in_channels > 1 else ()), frame_size, frame_size)
     frames = generator.integers(0, 256, shape, dtype=np.uint8)
     labels = np.arange(len(frames)) % n_classes
-    timed = replace(settings, epochs=2, patience=2, warmup_epochs=0, init_from=None)
+    one_epoch = replace(settings, epochs=1, patience=1, warmup_epochs=0, init_from=None)
     model = build_model(settings.model, n_classes, in_channels=in_channels, weights=None, input_size=settings.input_size)
-    result = train_classifier(model, frames, labels, frames[:n_classes], labels[:n_classes], n_classes, timed)
-    return 1.0 / float(result.history["images_per_s"].iloc[-1])
+    cpu = pick_device(settings.device, "train.device").type == "cpu"
+    clock = time.process_time if cpu else time.perf_counter
+    for _ in range(2):  # the first epoch warms up; the second is timed
+        started = clock()
+        train_classifier(model, frames, labels, frames[:n_classes], labels[:n_classes], n_classes, one_epoch)
+        seconds = clock() - started
+    if cpu:
+        seconds /= max(torch.get_num_threads(), 1)
+    return seconds / len(frames)
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, model_name: str, labels: Sequence[str],
