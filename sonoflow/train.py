@@ -396,7 +396,7 @@ def train_classifier(
 
 
 def seconds_per_image(settings: TrainSettings, n_classes: int, *, in_channels: int = 1, frame_size: int = 256,
-                      batches: int = 3) -> float:
+                      batches: int = 2) -> float:
     """Seconds per training image of this model and recipe on this machine: ``train_classifier``
     itself (augmentation, EMA, the optimiser) for one epoch of ``batches`` batches of noise frames,
     after one such epoch of warm-up. On the CPU it is timed by this process's CPU time over its
