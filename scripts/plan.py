@@ -16,7 +16,7 @@ with log_to(snakemake.log[0]) as log:
     facts = fingerprint(read_frame_table(snakemake.input.frames), read_splits(snakemake.input.splits))
     runs = snakemake.params.runs
     planned, max_hours = snakemake.params.epochs_planned, snakemake.params.max_hours
-    settings = {run: TrainSettings.from_config(snakemake.params.settings[run], model=run.split("/")[0]) for run in runs}
+    settings = {run: TrainSettings.from_config(snakemake.params.settings[run]) for run in runs}
     epochs = settings[runs[0]].epochs
     timing = None
     # Timed only where a budget could cut something: planned epochs, on the CPU.

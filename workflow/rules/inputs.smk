@@ -78,8 +78,8 @@ def plan_settings(wildcards):
     """Each run's settings that decide how long its training takes (TrainSettings.TIMED): the plan
     times them; a change of any other (the learning rate) does not re-plan. Adding a run re-plans,
     and so retrains the others: they share the time budget."""
-    return {run: TrainSettings.timed(train_settings(SimpleNamespace(model=run.split("/")[0], input=run.split("/")[1])))
-            for run in runs()}
+    return {f"{model}/{mode}": TrainSettings.timed(train_settings(SimpleNamespace(model=model, input=mode)))
+            for model in MODELS for mode in stages().inputs}
 
 
 def init_checkpoint(wildcards):
