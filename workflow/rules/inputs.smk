@@ -74,6 +74,13 @@ def train_settings(wildcards):
     return TrainSettings.params(config["train"], wildcards.model, wildcards.input)
 
 
+def plan_inputs(wildcards):
+    """The frames and the split. An input function: which runs are planned depends on the sheet
+    (stages()), and snakemake needs an input of the rule to wait for the demo sheet's checkpoint."""
+    stages()
+    return {"frames": "results/frames.csv", "splits": "results/splits.json"}
+
+
 def plan_settings(wildcards):
     """Each run's settings that decide how long its training takes (TrainSettings.TIMED): the plan
     times them; a change of any other (the learning rate) does not re-plan. Adding a run re-plans,

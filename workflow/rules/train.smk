@@ -1,7 +1,6 @@
 rule plan:
     input:
-        frames="results/frames.csv",
-        splits="results/splits.json",
+        unpack(plan_inputs),
     output:
         plan="results/plan.json",
     params:
