@@ -160,14 +160,16 @@ def planned_training(plan: Mapping) -> dict:
             if entry["key"].startswith("train.")}
 
 
-def describe_data(facts: Mapping) -> str:
-    """The fingerprint in one line, for the report."""
-    classes = ", ".join(f"{label} {facts['patients_per_class'][label]}/{count}"
-                        for label, count in facts["frames_per_class"].items())
-    size = (f"; native size {facts['native_width_median']}x{facts['native_height_median']} px (median)"
-            if "native_width_median" in facts else "")
-    return (f"{facts['patients']} patients, {facts['items']} items, {facts['frames']} frames "
-            f"(per class patients/frames: {classes}); {facts['masked_frames']} frames with a lesion mask{size}")
+def describe_data(facts: Mapping) -> dict:
+    """The fingerprint as a few short lines for the report: name -> text."""
+    lines = {"data": f"{facts['patients']} patients, {facts['items']} items, {facts['frames']} frames "
+                     f"({facts['frames_per_item_median']:g} per item, median)",
+             "data per class": ", ".join(f"{label} {facts['patients_per_class'][label]} patients / {count} frames"
+                                         for label, count in facts["frames_per_class"].items()),
+             "data with lesion masks": f"{facts['masked_frames']} frames"}
+    if "native_width_median" in facts:
+        lines["data native size"] = f"{facts['native_width_median']}x{facts['native_height_median']} px (median)"
+    return lines
 
 
 def merge_plans(config_plan: Sequence[Mapping], data_plan: Mapping | None) -> list[dict]:
@@ -176,8 +178,8 @@ def merge_plans(config_plan: Sequence[Mapping], data_plan: Mapping | None) -> li
     if not data_plan:
         return [dict(entry) for entry in config_plan]
     later = {entry["key"]: dict(entry) for entry in data_plan.get("plan", [])}
-    merged = [{"key": "data", "value": describe_data(data_plan["fingerprint"]), "planned": False,
-               "why": "results/plan.json"}]
+    merged = [{"key": key, "value": text, "planned": False, "why": "results/plan.json"}
+              for key, text in describe_data(data_plan["fingerprint"]).items()]
     for entry in config_plan:
         merged.append({**entry, **later.pop(entry["key"])} if entry["key"] in later else dict(entry))
     return merged + list(later.values())

@@ -38,7 +38,10 @@ def test_fingerprint_counts_what_the_split_uses(facts):
         assert fold["train_frames"] == 2 * len(split["train"]) and fold["val_frames"] == 2 * len(split["val"])
     # Every non-test frame is validated once across the folds.
     assert sum(fold["val_frames"] for fold in facts["folds"]) == 60 - facts["test_frames"]
-    assert "30 patients, 30 items, 60 frames" in describe_data(facts)
+    described = describe_data(facts)
+    assert described["data"] == "30 patients, 30 items, 60 frames (2 per item, median)"
+    assert described["data per class"] == "benign 20 patients / 40 frames, malignant 10 patients / 20 frames"
+    assert described["data native size"] == "600x414 px (median)"
 
 
 def test_fingerprint_leaves_out_what_the_split_excluded():
@@ -79,8 +82,9 @@ def test_training_jobs_read_the_cut_and_the_report_shows_it(facts):
     config_plan = [{"key": "train.input_size", "value": 224, "planned": True, "why": "x"},
                    {"key": "train.epochs", "value": 15, "planned": True, "why": "x"}]
     merged = merge_plans(config_plan, data_plan)
-    assert [entry["key"] for entry in merged] == ["data", "train.input_size", "train.epochs"]
-    assert merged[2]["value"] == MIN_EPOCHS and merged[2]["gave_up"]
+    assert [entry["key"] for entry in merged] == ["data", "data per class", "data with lesion masks",
+                                                  "data native size", "train.input_size", "train.epochs"]
+    assert merged[-1]["value"] == MIN_EPOCHS and merged[-1]["gave_up"]
     assert merge_plans(config_plan, None) == config_plan
     from sonoflow.report import _plan_values
 
