@@ -61,6 +61,16 @@ def run_snakemake(workdir: Path, *args: str, config: dict | None = None, check: 
     return result
 
 
+def load_benchmark(name: str):
+    """benchmarks/NAME.py as a module (the benchmarks are scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 # Test data helpers shared by several test modules (`from conftest import write_dicom`: pytest puts
 # tests/ on sys.path when it loads this file).
 

@@ -1,19 +1,15 @@
 """benchmarks/demo_profile.py: one row per job from Snakemake's records, joined to its benchmark file."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from conftest import load_benchmark
 
 
 def load_profile():
-    spec = importlib.util.spec_from_file_location("demo_profile", REPO / "benchmarks/demo_profile.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("demo_profile")
 
 
 def record(folder: Path, name: str, rule: str, start: float, end: float, log: str, job_hash: int) -> None:

@@ -1,18 +1,8 @@
 """benchmarks/epoch_curves.py: each rule for picking the kept epoch, scored on known probabilities."""
 
-import importlib.util
-from pathlib import Path
-
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def load():
-    spec = importlib.util.spec_from_file_location("epoch_curves", REPO / "benchmarks/epoch_curves.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_benchmark
 
 
 # p(b) for (part, epoch) -> (class a, class b): epoch 1 near uniform and ranked backwards (the
@@ -35,7 +25,7 @@ def probs_table():
 
 
 def test_each_rule_picks_its_epoch_and_is_scored(capsys):
-    curves = load()
+    curves = load_benchmark("epoch_curves")
     curves.report(probs_table(), ["a", "b"], "b")
     out = capsys.readouterr().out
     assert "lowest validation loss: epochs [1, 1], pooled 0.000, test 0.000" in out
