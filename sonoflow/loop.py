@@ -202,7 +202,8 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, generator
     picks the epoch: ``val_loss`` (lower is better) or another (``val_auc``: higher is better);
     when validation does not give it (an AUC needs every class among the validation frames) the
     loss is used, with a warning. A value counts as better when it beats the best by more than
-    ``min_delta``; training stops after ``patience`` epochs without one. With ``ema`` (timm's
+    ``min_delta`` (or, for a metric other than the loss, equals it with a lower validation loss);
+    training stops after ``patience`` epochs without one. With ``ema`` (timm's
     ModelEmaV3: ``update(model, step=)`` and ``module``) the average is updated after every
     optimiser step, and it is what is validated and kept.
     ``describe(row)`` is the epoch's log line after "epoch k/n". The history's ``seconds`` time
@@ -267,7 +268,10 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, generator
                            "picked by val_loss", monitor)
             monitor = "val_loss"
         score = row[monitor] if monitor == "val_loss" else -row[monitor]
-        if score < best_score - min_delta:
+        # A metric that saturates (an AUC of 1.0 on easy data) would keep its first epoch at the
+        # top: a tie on it goes to the lower validation loss.
+        tie = monitor != "val_loss" and score == best_score and row["val_loss"] < best_loss
+        if score < best_score - min_delta or tie:
             best_loss, best_score, best_epoch = row["val_loss"], score, epoch
             best_state = {k: v.detach().cpu().clone() for k, v in scored.state_dict().items()}
         history.append(row)

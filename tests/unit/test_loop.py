@@ -127,6 +127,11 @@ def test_the_kept_epoch_is_the_best_by_the_monitored_metric(caplog):
     # Patience counts epochs without a better monitored value.
     stopped, _ = scripted_fit(rows + [{"val_loss": 0.5, "val_auc": 0.7}] * 3, "val_auc", patience=2)
     assert len(stopped.history) == 4 and stopped.best_epoch == 2
+    # A saturated AUC: the tie goes to the lower loss, and resets patience.
+    saturated = [{"val_loss": 0.5, "val_auc": 1.0}, {"val_loss": 0.3, "val_auc": 1.0}, {"val_loss": 0.4, "val_auc": 1.0},
+                 {"val_loss": 0.2, "val_auc": 1.0}]
+    assert scripted_fit(saturated, "val_auc", patience=1)[0].best_epoch == 2
+    assert scripted_fit(saturated, "val_auc", patience=2)[0].best_epoch == 4
     # No AUC on the validation frames (a class missing): the loss picks, with a warning.
     caplog.set_level("WARNING")
     fallback, kept = scripted_fit([{"val_loss": value} for value in (0.7, 0.6, 0.65)], "val_auc")
