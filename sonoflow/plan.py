@@ -123,11 +123,11 @@ def plan_epochs(fingerprint: Mapping, *, epochs: int, planned: bool, runs: int, 
     """The classifier's epochs under the time budget: ``epochs`` (the planned or the configured
     value) when its estimated training time fits CLASSIFIER_SHARE of ``max_hours``; otherwise,
     when the value was planned, the most epochs that fit (never below MIN_EPOCHS), saying what was
-    given up. A configured value is kept, with a note when it will not fit. Without a measured
+    given up. A configured value is kept as set (rule plan does not time it). Without a measured
     ``seconds_per_image`` (a GPU run, or no budget) nothing is cut."""
     record = {"key": "train.epochs", "value": epochs, "planned": planned, "budget_hours": max_hours,
               "estimated_hours": None, "gave_up": ""}
-    if seconds_per_image is None or not max_hours:
+    if not planned or seconds_per_image is None or not max_hours:
         record["why"] = ("set in the config (not timed)" if not planned else "no time budget (plan.max_hours 0)"
                          if not max_hours else "not timed (a GPU run): no budget cut")
         return record
@@ -137,10 +137,6 @@ def plan_epochs(fingerprint: Mapping, *, epochs: int, planned: bool, runs: int, 
     if hours <= budget:
         record["why"] = (f"{epochs} epochs: classifier training about {duration(hours)}, within "
                          f"{CLASSIFIER_SHARE:.0%} of plan.max_hours {max_hours:g}")
-        return record
-    if not planned:
-        record["why"] = (f"set in the config: about {duration(hours)} of classifier training, over "
-                         f"{CLASSIFIER_SHARE:.0%} of plan.max_hours {max_hours:g}; kept as set")
         return record
     fitting = max(MIN_EPOCHS, int(budget / classifier_hours(fingerprint, runs, 1, seconds_per_image)))
     fitting = min(fitting, epochs)
