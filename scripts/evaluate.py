@@ -4,7 +4,8 @@ thresholds and figures."""
 import pandas as pd
 
 from sonoflow.calibrate import at_bound
-from sonoflow.evaluate import EvaluateSettings, decision_record, evaluate_run, for_people, write_decision
+from sonoflow.evaluate import (EvaluateSettings, decision_record, evaluate_run, for_people, with_attention,
+                               write_decision)
 from sonoflow.figures import run_figures
 from sonoflow.io import save_csv
 from sonoflow.logs import log_to
@@ -15,6 +16,10 @@ with log_to(snakemake.log[0]) as log:
     labels, settings = snakemake.params.labels, EvaluateSettings.from_config(snakemake.params.settings)
     val_tables = [read_predictions(path) for path in snakemake.input.predictions_val]
     test_tables = [read_predictions(path) for path in snakemake.input.predictions_test]
+    if snakemake.input.attention:  # evaluate.pooling lists attention: each fold's weights, validation then test
+        weights = [read_predictions(path) for path in snakemake.input.attention]
+        val_tables = with_attention(val_tables, weights[:len(val_tables)])
+        test_tables = with_attention(test_tables, weights[len(val_tables):])
     unit, why = resolve_unit(pd.concat(val_tables + test_tables, ignore_index=True), settings.unit)
     log.info("scored unit: %s", why)
     evaluation = evaluate_run(val_tables, test_tables, labels, settings, unit)

@@ -5,7 +5,7 @@ Two parts are scored when present: ``test``, the held-out patients, predicted by
 ensemble (mean of the folds' probabilities); and ``cv``, the pooled out-of-fold predictions of
 the validation folds (every non-test patient predicted by the one model that never saw it).
 Both at two levels: ``image`` (every frame) and ``patient`` (frame probabilities pooled per
-patient: mean or top-k), or ``item`` where patients carry items of several labels (the split
+patient: mean, top-k or learned attention weights), or ``item`` where patients carry items of several labels (the split
 stays grouped by patient). A binary question's threshold is chosen on the validation folds by
 Youden's index at each level and applied unchanged to the test patients. Probabilities are first
 calibrated by temperature scaling fitted on the validation folds (sonoflow.calibrate).
@@ -39,11 +39,33 @@ FOLD_METRICS = ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specific
 
 
 @dataclass(frozen=True)
+class AttentionSettings(Settings):
+    """The attention pooling's network (sonoflow.attention), trained per fold by rule attend."""
+
+    SECTION = "evaluate.attention"
+
+    hidden: int = 128  # width of the gated attention's two branches
+    dropout: float = 0.25  # on the embeddings, while training
+    epochs: int = 300  # full-batch steps at most
+    patience: int = 30  # steps without a lower validation unit loss before stopping
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.hidden < 1 or self.epochs < 1 or self.patience < 1:
+            raise ValueError("evaluate.attention: hidden, epochs and patience must be >= 1")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"evaluate.attention.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True)
 class EvaluateSettings(Settings):
     SECTION = "evaluate"
     # The readers' calls are the rule readers' input, not a setting of the scores: changing
     # them reruns no evaluation.
     NOT_SETTINGS = frozenset({"readers"})
+    NESTED = {"attention": AttentionSettings}
 
     positive: tuple[str, ...] = ()  # classes of the binary question (e.g. malignant); empty = multi-class
     n_boot: int = 2000  # bootstrap resamples of patients for the confidence intervals
@@ -53,11 +75,16 @@ class EvaluateSettings(Settings):
     unit: str = "auto"  # auto | patient | item: what is labelled and scored beside the frames
     pooling: tuple[str, ...] = ("mean",)  # frame -> unit pooling; the first is the headline's
     topk: int = 3  # k of the top-k pooling
+    attention: AttentionSettings = field(default_factory=AttentionSettings)  # the attention pooling's network
     calibration: str = "temperature"  # temperature (fitted on the validation folds) | none
 
     def __post_init__(self) -> None:
         if not self.pooling or any(p not in POOLINGS for p in self.pooling):
             raise ValueError(f"evaluate.pooling must list some of {', '.join(POOLINGS)}, got {list(self.pooling)}")
+        if self.pooling[0] == "attention":
+            raise ValueError("evaluate.pooling: attention is compared beside the others but cannot come first (the "
+                             "headline's and predict's pooling): predict does not apply the attention networks; "
+                             "list it after mean or topk")
         if self.calibration not in CALIBRATIONS:
             raise ValueError(f"evaluate.calibration must be one of {', '.join(CALIBRATIONS)}, got {self.calibration!r}")
         if self.topk < 1:
@@ -200,6 +227,23 @@ def pooling_table(parts: Mapping[str, pd.DataFrame], validation: pd.DataFrame, l
                 row[f"mcnemar_p_vs_{first}"] = against["mcnemar_p"].iloc[0] if len(against) else np.nan
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def with_attention(tables: Sequence[pd.DataFrame], weights: Sequence[pd.DataFrame]) -> list[pd.DataFrame]:
+    """Each fold's prediction table with its frames' ``attention`` weights (rule attend's tables,
+    same folds, same order); a frame without a weight is an error (the weights are stale)."""
+    if len(tables) != len(weights):
+        raise ValueError(f"{len(weights)} attention tables for {len(tables)} folds")
+    out = []
+    for table, weight in zip(tables, weights):
+        keys = [key for key in ("shard", "row", "item_id", "frame_index") if key in table.columns and key in weight.columns]
+        merged = table.merge(weight[keys + ["attention"]], on=keys, how="left", validate="one_to_one")
+        missing = merged["attention"].isna()
+        if missing.any():
+            raise ValueError(f"{int(missing.sum())} frames have no attention weight (e.g. item "
+                             f"{merged.loc[missing, 'item_id'].iloc[0]}); rerun rule attend")
+        out.append(merged)
+    return out
 
 
 def evaluate_run(val_tables: Sequence[pd.DataFrame], test_tables: Sequence[pd.DataFrame], labels: Sequence[str],

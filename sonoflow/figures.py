@@ -274,6 +274,28 @@ def marks_figure(path, marks: pd.DataFrame, store, max_frames: int = 12) -> None
     save_figure(figure, path)
 
 
+def attention_figure(path, examples: Sequence, title: str, max_frames: int = 8) -> None:
+    """The frames each shown unit's decision leaned on: one row per unit (``examples``:
+    sonoflow.attention.FoldAttention.examples), its frames heaviest first with their weights."""
+    plt = pyplot()
+    columns = max([min(len(frames), max_frames) for _, _, frames in examples], default=1)
+    rows = max(1, len(examples))
+    figure, axes = plt.subplots(rows, columns, figsize=(1.7 * columns + 0.6, 1.9 * rows), squeeze=False)
+    for axis in axes.ravel():
+        axis.axis("off")
+    if not examples:
+        axes[0, 0].text(0, 0.5, "no validation unit with several frames", fontsize=8)
+    for row, (unit_id, label, frames) in enumerate(examples):
+        for column, (frame, weight) in enumerate(frames[:max_frames]):
+            axis = axes[row, column]
+            axis.imshow(frame, cmap="gray", vmin=0, vmax=255)
+            axis.set_title(f"{_short(unit_id, 18)} ({label})\nweight {weight:.2f}" if column == 0 else
+                           f"weight {weight:.2f}", fontsize=6)
+    figure.suptitle(textwrap.fill(title, 110), fontsize=7)
+    figure.tight_layout()
+    save_figure(figure, path)
+
+
 # --- Evaluation curves ----------------------------------------------------------------------------------
 
 

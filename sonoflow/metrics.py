@@ -42,11 +42,13 @@ def class_indices(table: pd.DataFrame, labels: Sequence[str]) -> np.ndarray:
 
 
 def fold_ensemble(tables: Sequence[pd.DataFrame], labels: Sequence[str]) -> pd.DataFrame:
-    """Mean of the folds' probabilities per test frame (every fold predicts the same test frames)."""
+    """Mean of the folds' probabilities per test frame (every fold predicts the same test frames),
+    and of their ``attention`` weights where the tables have them."""
     columns = [f"prob_{name}" for name in labels]
     stacked = pd.concat(tables, ignore_index=True)
     keys = [key for key in ID_COLUMNS if key in stacked.columns]
-    ensemble = stacked.groupby(keys, sort=False, as_index=False)[columns].mean()
+    averaged = columns + (["attention"] if "attention" in stacked.columns else [])
+    ensemble = stacked.groupby(keys, sort=False, as_index=False)[averaged].mean()
     counts = stacked.groupby(keys, sort=False).size().to_numpy()
     if not (counts == len(tables)).all():
         raise ValueError("folds predicted different test frames; cannot ensemble")
@@ -54,7 +56,7 @@ def fold_ensemble(tables: Sequence[pd.DataFrame], labels: Sequence[str]) -> pd.D
     return ensemble
 
 
-POOLINGS = ("mean", "topk")
+POOLINGS = ("mean", "topk", "attention")
 
 
 def aggregate(table: pd.DataFrame, labels: Sequence[str], by: str = "patient_id", pooling: str = "mean",
@@ -64,6 +66,8 @@ def aggregate(table: pd.DataFrame, labels: Sequence[str], by: str = "patient_id"
     ``mean``: the mean of the frames' probabilities. ``topk``: per class, the mean of that class's
     ``k`` highest frame probabilities (all frames when there are fewer), renormalised to sum to one:
     a unit whose few frames show the lesion is not averaged away by its many frames that do not.
+    ``attention``: the mean weighted by the table's ``attention`` column (each frame's weight
+    from the attention network of ``sonoflow.attention``, renormalised within the unit).
     """
     if pooling not in POOLINGS:
         raise ValueError(f"unknown pooling {pooling!r}; known: {', '.join(POOLINGS)}")
@@ -72,6 +76,14 @@ def aggregate(table: pd.DataFrame, labels: Sequence[str], by: str = "patient_id"
     grouped = table.groupby(keys, sort=True)
     if pooling == "mean":
         out = grouped[columns].mean().reset_index()
+    elif pooling == "attention":
+        if "attention" not in table.columns:
+            raise ValueError("attention pooling needs each frame's `attention` weight (rule attend's tables)")
+        weighted = table[columns].mul(table["attention"].to_numpy(dtype=np.float64), axis=0)
+        weighted[keys] = table[keys]
+        weighted["_w"] = table["attention"].to_numpy(dtype=np.float64)
+        sums = weighted.groupby(keys, sort=True)[columns + ["_w"]].sum()
+        out = sums[columns].div(sums["_w"].where(sums["_w"] > 0), axis=0).reset_index()
     else:
         if k < 1:
             raise ValueError(f"top-k pooling needs k >= 1, got {k}")

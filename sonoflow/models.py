@@ -137,6 +137,11 @@ def _get(module: nn.Module, dotted: str) -> nn.Module:
     return module
 
 
+def head_module(model: nn.Module, name: str) -> nn.Module:
+    """The classifier's last layer (its input: the features the model decides on)."""
+    return _get(model, model_spec(name).head)
+
+
 def _set(module: nn.Module, dotted: str, value: nn.Module) -> None:
     parent, _, last = dotted.rpartition(".")
     owner = _get(module, parent) if parent else module

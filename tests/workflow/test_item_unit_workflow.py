@@ -15,7 +15,7 @@ RUN = "results/evaluate/efficientnet_lite0/full"
 # Full frames only, no segmentation, CAM or duplicate search: what this test is about is the
 # split and the evaluation.
 CONFIG = {"train": {"inputs": ["full"]}, "segment": {"enabled": False}, "cam": {"enabled": False},
-          "dedup": {"enabled": False}, "evaluate": {"unit": "auto", "pooling": ["mean", "topk"], "topk": 2}}
+          "dedup": {"enabled": False}, "evaluate": {"unit": "auto", "pooling": ["mean", "topk", "attention"], "topk": 2}}
 
 
 def several_label_sheet(demo_sheet: pd.DataFrame) -> pd.DataFrame:
@@ -55,7 +55,17 @@ def test_several_label_patients_run_end_to_end_grouped_by_patient_scored_per_ite
     decision = json.loads((tmp_path / f"{RUN}/thresholds.json").read_text())
     assert decision["unit"] == "item" and decision["pooling"] == "mean" and decision["temperature"] > 0
     pooling = pd.read_csv(tmp_path / f"{RUN}/pooling.csv")
-    assert set(pooling["pooling"]) == {"mean", "topk"} and set(pooling["level"]) == {"item"}
+    assert set(pooling["pooling"]) == {"mean", "topk", "attention"} and set(pooling["level"]) == {"item"}
+    p_values = pooling.filter(like="delong_p_vs_mean").stack().dropna()  # NaN: both perfect on a class
+    assert len(p_values) and p_values.between(0, 1).all()
+    # Attention: one network per fold over each item's frames; its weights sum to 1 per item, and
+    # the figure of the frames it leaned on exists.
+    folder = tmp_path / "results/train/efficientnet_lite0/full/fold_0"
+    weights = pd.read_csv(folder / "attention_val.csv", dtype={"item_id": str})
+    assert weights.groupby("item_id")["attention"].sum().round(6).eq(1).all() and (weights["attention"] > 0).all()
+    assert (folder / "attention.png").stat().st_size > 0 and len(pd.read_csv(folder / "attention_history.csv")) > 1
+    assert "attention over each item's frames" in (
+        tmp_path / "results/logs/attend/efficientnet_lite0/full/fold_0.log").read_text()
     calibration = pd.read_csv(tmp_path / f"{RUN}/calibration.csv")
     assert set(calibration["level"]) == {"image", "item"} and calibration["ece_after"].between(0, 1).all()
 

@@ -4,6 +4,7 @@ rule evaluate:
         predictions_test=expand("results/train/{{model}}/{{input}}/fold_{fold}/predictions_test.csv", fold=FOLDS),
         histories=expand("results/train/{{model}}/{{input}}/fold_{fold}/history.csv", fold=FOLDS),
         crossing=dedup_crossing,
+        attention=attention_tables,
     output:
         folds=evaluation_report("{model}/{input}/folds.csv", "eval_folds"),
         headline=evaluation_report("{model}/{input}/headline.csv", "eval_headline"),

@@ -106,6 +106,14 @@ def dedup_crossing(wildcards):
     return ["results/dedup/crossing.csv"] if config["dedup"]["enabled"] else []
 
 
+def attention_tables(wildcards):
+    """Each fold's attention weights (rule attend), validation then test, when evaluate.pooling lists attention."""
+    if "attention" not in config["evaluate"]["pooling"]:
+        return []
+    folder = f"results/train/{wildcards.model}/{wildcards.input}"
+    return [f"{folder}/fold_{fold}/attention_{part}.csv" for part in ("val", "test") for fold in FOLDS]
+
+
 def compare_inputs(wildcards):
     files = {"predictions_test": "predictions_test.csv", "predictions_cv": "predictions_cv.csv",
              "thresholds": "thresholds.json", "headlines": "headline.csv"}

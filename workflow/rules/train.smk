@@ -54,3 +54,34 @@ rule train:
         "../../envs/train.yaml"
     script:
         "../../scripts/train.py"
+
+
+rule attend:
+    input:
+        unpack(classifier_arrays),
+        checkpoint="results/train/{model}/{input}/fold_{fold}/best.pt",
+        frames="results/frames.csv",
+        splits="results/splits.json",
+    output:
+        val="results/train/{model}/{input}/fold_{fold}/attention_val.csv",
+        test="results/train/{model}/{input}/fold_{fold}/attention_test.csv",
+        history="results/train/{model}/{input}/fold_{fold}/attention_history.csv",
+        figure=report(
+            "results/train/{model}/{input}/fold_{fold}/attention.png",
+            caption="../report/attention.rst",
+            category="5. Evaluation",
+            subcategory="{model} {input}",
+        ),
+    params:
+        settings=config["evaluate"]["attention"],
+        unit=config["evaluate"]["unit"],
+        device=config["train"]["device"],
+    threads: config["train"]["threads"]
+    benchmark:
+        "results/benchmarks/attend/{model}/{input}/fold_{fold}.tsv"
+    log:
+        "results/logs/attend/{model}/{input}/fold_{fold}.log",
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../../scripts/attend.py"
