@@ -64,25 +64,31 @@ def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
 class EpochBatches:
     """Index batches of one epoch, drawn anew each time it is iterated: a seeded permutation of the
     ``n`` samples or, with ``labels``, a class-balanced draw (``n`` with replacement, weighted by
-    1 / class count). With ``steps``, passes are repeated until there are ``steps`` batches (at
-    least one pass, cut to ``steps``): small mask sets need more steps than one pass. A last
+    1 / class count), or with ``weights`` a draw weighted by them. With ``steps``, passes are
+    repeated until there are ``steps`` batches (at least one pass, cut to ``steps``): small mask
+    sets need more steps than one pass. A last
     batch of one is dropped, since BatchNorm cannot train on it (unless ``n`` is 1)."""
 
     def __init__(self, n: int, batch_size: int, generator: torch.Generator, *, labels: np.ndarray | None = None,
-                 steps: int = 0):
+                 steps: int = 0, weights: np.ndarray | None = None):
         if batch_size < 2 and n > 1:
             raise ValueError(f"batch_size must be at least 2 (a batch of one is dropped: BatchNorm cannot train on it), "
                              f"got {batch_size}")
         if labels is not None and len(labels) != n:
             raise ValueError(f"{len(labels)} labels for {n} samples")
-        # A copy: labels may be a read-only view (pandas, memory maps).
-        self.labels = torch.tensor(labels) if labels is not None else None
+        if weights is not None and len(weights) != n:
+            raise ValueError(f"{len(weights)} weights for {n} samples")
+        # Draw weights: 1 / class count with ``labels``, or given. A copy: they may be a read-only view.
+        if labels is not None:
+            labels = torch.tensor(labels)
+            self.weights = (1.0 / torch.bincount(labels).float())[labels]
+        else:
+            self.weights = torch.tensor(np.asarray(weights), dtype=torch.float64) if weights is not None else None
         self.n, self.batch_size, self.steps, self.generator = n, batch_size, steps, generator
 
     def _one_pass(self) -> list[torch.Tensor]:
-        if self.labels is not None:
-            weights = (1.0 / torch.bincount(self.labels).float())[self.labels]
-            order = torch.multinomial(weights, self.n, replacement=True, generator=self.generator)
+        if self.weights is not None:
+            order = torch.multinomial(self.weights, self.n, replacement=True, generator=self.generator)
         else:
             order = torch.randperm(self.n, generator=self.generator)
         return [order[start : start + self.batch_size] for start in range(0, self.n, self.batch_size)

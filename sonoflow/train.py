@@ -78,6 +78,7 @@ class TrainSettings(Settings):
     patience: int = 5  # early stopping: epochs without a better validation `monitor`
     monitor: str = "loss"  # what picks the kept epoch: loss (validation loss) | auc (validation AUC, macro over classes)
     class_weighting: str = "balanced"  # balanced (loss weights) | sampler | none
+    balance_items: bool = False  # every item (clip, image) weighs the same; its frames share its weight
     seed: int = 42
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # mixed precision on CUDA
@@ -212,11 +213,20 @@ def ultrasound_intensity(x: torch.Tensor, gain: torch.Tensor, slope: torch.Tenso
     return x.clamp_(0, 1)
 
 
-def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
-    """Inverse-frequency weights (sklearn's 'balanced'); absent classes get weight 0."""
-    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
-    weights = np.where(counts > 0, len(labels) / (n_classes * np.maximum(counts, 1)), 0.0)
-    return torch.tensor(weights, dtype=torch.float32)
+def class_weights(labels: np.ndarray, n_classes: int, frame_weights: np.ndarray | None = None) -> torch.Tensor:
+    """Inverse-frequency weights (sklearn's 'balanced'); absent classes get weight 0. With
+    ``frame_weights`` the frequencies are their sums per class (items, when frames share their item's weight)."""
+    weights = np.ones(len(labels)) if frame_weights is None else np.asarray(frame_weights, np.float64)
+    counts = np.bincount(labels, weights=weights, minlength=n_classes).astype(np.float64)
+    values = np.where(counts > 0, weights.sum() / (n_classes * np.where(counts > 0, counts, 1.0)), 0.0)
+    return torch.tensor(values, dtype=torch.float32)
+
+
+def item_weights(items: Sequence) -> np.ndarray:
+    """Per frame 1 / (the frames of its item): every item (a clip, an image) weighs the same, so a
+    long clip does not outweigh a patient with one image."""
+    _, inverse, counts = np.unique(np.asarray(items).astype(str), return_inverse=True, return_counts=True)
+    return 1.0 / counts[inverse]
 
 
 def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
@@ -327,9 +337,11 @@ def train_classifier(
     n_classes: int,
     settings: TrainSettings,
     resume_path: str | os.PathLike | None = None,
+    train_items: Sequence | None = None,
 ) -> TrainResult:
     """Train with early stopping on the validation loss or AUC (``settings.monitor``); returns the
-    model of the best epoch by it.
+    model of the best epoch by it. ``train_items``: each training frame's item, for
+    ``settings.balance_items`` (every item weighs the same in the loss, or in the sampler's draw).
 
     With ``resume_path``, the full state is saved there after every epoch (``sonoflow.loop.ResumeSaver``
     skips epochs while saving would cost over a tenth of the training time), and a run that finds a
@@ -351,16 +363,37 @@ def train_classifier(
     x_val = to_device(torch.as_tensor(np.ascontiguousarray(val_frames)), device)
     y_val = torch.tensor(val_labels, dtype=torch.long)
 
-    weights = class_weights(train_labels, n_classes) if settings.class_weighting == "balanced" else None
+    per_frame = None
+    if settings.balance_items:
+        if train_items is None or len(train_items) != len(train_labels):
+            raise ValueError("train.balance_items needs each training frame's item")
+        per_frame = item_weights(train_items)
+    weights = class_weights(train_labels, n_classes, per_frame) if settings.class_weighting == "balanced" else None
     loss_fn = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None,
-                                  label_smoothing=settings.label_smoothing)
+                                  label_smoothing=settings.label_smoothing,
+                                  reduction="none" if per_frame is not None else "mean")
     eval_loss = nn.NLLLoss(weight=weights)
     optimizer = make_optimizer(model, settings)
     scheduler = make_scheduler(optimizer, settings)
     generator = torch.Generator().manual_seed(settings.seed)
+    sampler = settings.class_weighting == "sampler"
+    draw = None  # with balance_items, the sampler draws by class and item
+    if sampler and per_frame is not None:
+        draw = class_weights(train_labels, n_classes, per_frame).numpy()[train_labels] * per_frame
+    elif per_frame is not None:  # the loss weighs frames by their item; a plain permutation draws them
+        frame_weight = to_device(torch.as_tensor(per_frame, dtype=torch.float32), device)
+        class_weight = weights.to(device) if weights is not None else None
     batches = EpochBatches(len(train_labels), settings.batch_size, generator,
-                           labels=train_labels if settings.class_weighting == "sampler" else None)
+                           labels=train_labels if sampler and draw is None else None, weights=draw)
     ema = make_ema(model, settings)
+
+    def training_loss(logits: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        if per_frame is None or draw is not None:
+            loss = loss_fn(logits, y)
+            return loss.mean() if loss.dim() else loss
+        # Per-frame losses (already times their class weight) weighted by item, over the batch's total weight.
+        w = frame_weight[index]
+        return (w * loss_fn(logits, y)).sum() / (w * (class_weight[y] if class_weight is not None else 1.0)).sum()
 
     def step(index: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x = as_unit_float(x_train[index])
@@ -372,7 +405,7 @@ def train_classifier(
         y = y_train[index]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             logits = model(x)
-            loss = loss_fn(logits.float(), y)
+            loss = training_loss(logits.float(), y, index)
         return loss, {"accuracy": (logits.argmax(1) == y).sum()}
 
     def validate(scored: nn.Module) -> dict:
@@ -502,7 +535,8 @@ def run_fold(
     if settings.init_from:
         load_checkpoint_into(model, settings.init_from)
     result = train_classifier(model, store.gather(parts["train"]), targets["train"], store.gather(parts["val"]),
-                              targets["val"], len(labels), settings, resume_path=resume_path)
+                              targets["val"], len(labels), settings, resume_path=resume_path,
+                              train_items=parts["train"]["item_id"].to_numpy())
     save_checkpoint(outputs.checkpoint, result.model, model_name=settings.model, labels=labels,
                     settings=settings, in_channels=in_channels, best_epoch=result.best_epoch)
     save_history(outputs.history, result.history)

@@ -288,3 +288,46 @@ def test_run_fold_writes_to_the_paths_it_is_given(tmp_path, monkeypatch):
     assert FoldOutputs.in_folder(tmp_path) == FoldOutputs(tmp_path / "best.pt", tmp_path / "history.csv",
                                                           tmp_path / "predictions_val.csv",
                                                           tmp_path / "predictions_test.csv")
+
+
+@pytest.mark.parametrize("weighting", ["none", "balanced"])
+def test_balance_items_gives_every_item_the_same_weight_in_the_loss(weighting):
+    from sonoflow.train import item_weights
+
+    rng = np.random.default_rng(0)
+    frames, labels = rng.integers(0, 255, (4, 8, 8), dtype=np.uint8), np.array([0, 0, 0, 1])
+    items = np.array(["clip", "clip", "clip", "image"])  # a clip of three frames, an image of one
+    assert np.allclose(item_weights(items), [1 / 3, 1 / 3, 1 / 3, 1])
+    # Class weights from the items: one of each class, so equal (the frames alone would give 2/3 and 2).
+    assert torch.allclose(class_weights(labels, 2, item_weights(items)), torch.ones(2))
+    settings = TrainSettings(model="linear", input_size=8, epochs=1, batch_size=4, lr=0.0, patience=5, device="cpu",
+                             augment=AugmentSettings(hflip=0, rotate=0, translate=0, scale=0, brightness=0, contrast=0),
+                             class_weighting=weighting, balance_items=True)
+
+    def linear():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Flatten(), nn.Linear(64, 2))
+
+    result = train_classifier(linear(), frames, labels, frames, labels, 2, settings, train_items=items)
+    with torch.no_grad():
+        ce = nn.functional.cross_entropy(linear()(normalise(as_unit_float(torch.as_tensor(frames)), 8)),
+                                         torch.as_tensor(labels), reduction="none").numpy()
+    expected = (ce[:3].mean() + ce[3]) / 2  # each item once, its frames sharing its weight
+    assert result.history.at[0, "train_loss"] == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="each training frame's item"):
+        train_classifier(linear(), frames, labels, frames, labels, 2, settings)
+
+
+def test_sampler_with_balance_items_draws_items_and_classes_evenly():
+    from sonoflow.loop import EpochBatches
+    from sonoflow.train import item_weights
+
+    labels = np.array([0] * 9 + [0, 1])  # class 0: a clip of 9 frames and an image; class 1: one image
+    items = np.array(["clip"] * 9 + ["image0", "image1"])
+    draw = class_weights(labels, 2, item_weights(items)).numpy()[labels] * item_weights(items)
+    batches = EpochBatches(len(labels), 11, torch.Generator().manual_seed(0), weights=draw)
+    drawn = torch.cat([torch.cat(list(batches)) for _ in range(400)]).numpy()
+    share = np.bincount(drawn, minlength=11) / len(drawn)
+    # Half of the draws go to class 1's one image, a quarter each to class 0's clip and image.
+    assert share[10] == pytest.approx(0.5, abs=0.02) and share[9] == pytest.approx(0.25, abs=0.02)
+    assert share[:9].sum() == pytest.approx(0.25, abs=0.02)
