@@ -142,6 +142,11 @@ def head_module(model: nn.Module, name: str) -> nn.Module:
     return _get(model, model_spec(name).head)
 
 
+def replace_module(model: nn.Module, dotted: str, value: nn.Module) -> None:
+    """Put ``value`` where ``dotted`` (e.g. "classifier.6") is in ``model``."""
+    _set(model, dotted, value)
+
+
 def _set(module: nn.Module, dotted: str, value: nn.Module) -> None:
     parent, _, last = dotted.rpartition(".")
     owner = _get(module, parent) if parent else module

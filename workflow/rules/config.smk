@@ -39,6 +39,11 @@ def planned(key):
     return any(entry["key"] == key and entry["planned"] for entry in PLAN)
 
 
+# Self-supervised pretraining starts each fold's classifier, so it cannot also start from another run.
+_chained = sorted(model for model in config["train"]["models"] if config["train"].get("init_from", {}).get(model))
+if config["pretrain"]["enabled"] and _chained:
+    raise WorkflowError(f"pretrain.enabled and train.init_from both start {', '.join(_chained)}: choose one")
+
 _weights_problems = weights_problems(config)
 if _weights_problems:
     raise WorkflowError("pretrained weights missing (nothing was run):\n  " + "\n  ".join(_weights_problems))

@@ -8,6 +8,7 @@ from sonoflow.denoise import params as denoise_params
 from sonoflow.evaluate import EvaluateSettings
 from sonoflow.segment import SegmentSettings
 from sonoflow.sheet import sheet_digest
+from sonoflow.pretrain import PretrainSettings
 from sonoflow.train import TrainSettings
 
 
@@ -70,8 +71,16 @@ except ValueError as error:
 # --- train ------------------------------------------------------------------------------------
 def train_settings(wildcards):
     """One job's settings: adding a model or an input changes no other job's (TrainSettings.params);
-    the others rerun only because the plan shares its time budget among all runs (rule plan)."""
-    return TrainSettings.params(config["train"], wildcards.model, wildcards.input)
+    the others rerun only because the plan shares its time budget among all runs (rule plan). With
+    pretrain.enabled, a fold's classifier starts from that fold's pretrained backbone."""
+    settings = TrainSettings.params(config["train"], wildcards.model, wildcards.input)
+    if config["pretrain"]["enabled"] and hasattr(wildcards, "fold"):
+        settings["init_from"] = pretrained_encoder(wildcards)
+    return settings
+
+
+def pretrained_encoder(wildcards):
+    return f"results/pretrain/{wildcards.model}/{wildcards.input}/fold_{wildcards.fold}/encoder.pt"
 
 
 def plan_inputs(wildcards):
@@ -90,7 +99,10 @@ def plan_settings(wildcards):
 
 
 def init_checkpoint(wildcards):
-    """Chained transfer: the other run's checkpoint is an input, so a newer one retrains this."""
+    """Chained transfer: the other run's checkpoint (or this fold's pretrained backbone) is an
+    input, so a newer one retrains this."""
+    if config["pretrain"]["enabled"]:  # a fold's own pretrained backbone (rule pretrain)
+        return [pretrained_encoder(wildcards)]
     path = config["train"].get("init_from", {}).get(wildcards.model)
     return [path] if path else []
 

@@ -85,3 +85,36 @@ rule attend:
         "../../envs/train.yaml"
     script:
         "../../scripts/attend.py"
+
+
+rule pretrain:
+    input:
+        unpack(classifier_arrays),
+        frames="results/frames.csv",
+        splits="results/splits.json",
+    output:
+        encoder="results/pretrain/{model}/{input}/fold_{fold}/encoder.pt",
+        history=report(
+            "results/pretrain/{model}/{input}/fold_{fold}/history.csv",
+            caption="../report/pretrain_history.rst",
+            category="4. Training",
+            subcategory="{model} {input}",
+        ),
+        patients="results/pretrain/{model}/{input}/fold_{fold}/patients.json",
+    params:
+        settings=PretrainSettings.params(config["pretrain"]),
+        labels=config["labels"],
+        input_size=config["train"]["input_size"],
+        weights=lambda wildcards: config["train"]["weights"].get(wildcards.model),
+        resume_state="results/pretrain/{model}/{input}/fold_{fold}.resume.pt",
+    threads: config["train"]["threads"]
+    resources:
+        gpu=1 if config["pretrain"]["gpu"] else 0,
+    benchmark:
+        "results/benchmarks/pretrain/{model}/{input}/fold_{fold}.tsv"
+    log:
+        "results/logs/pretrain/{model}/{input}/fold_{fold}.log",
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../../scripts/pretrain.py"
