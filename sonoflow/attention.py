@@ -74,7 +74,7 @@ class Bags:
     def of(cls, table: pd.DataFrame, embeddings: np.ndarray, labels: Sequence[str], key: str) -> "Bags":
         """``table``: the frames' prediction table (``prob_<label>``, ``label``, ``key``), rows
         aligned with ``embeddings``; a bag per value of ``key`` (patient_id or item_id)."""
-        codes, uniques = pd.factorize(table[key].astype(str), sort=True)
+        codes, _ = pd.factorize(table[key].astype(str), sort=True)
         first = pd.Series(table["label"].to_numpy()).groupby(codes).first()
         label_index = {name: i for i, name in enumerate(labels)}
         return cls(torch.as_tensor(embeddings, dtype=torch.float32),
@@ -119,7 +119,7 @@ def fit_attention(train: Bags, val: Bags, n_classes: int,
             train_loss = float(_unit_loss(model, train, class_weight))
             val_loss = float(_unit_loss(model, val, class_weight))
         improved = val_loss < best - 1e-6
-        rows.append({"step": step, "train_loss": train_loss, "val_loss": val_loss, "best": improved})
+        rows.append({"step": step, "train_loss": train_loss, "val_loss": val_loss})
         if improved:
             best, best_state, since = val_loss, copy.deepcopy(model.state_dict()), 0
         else:
@@ -128,8 +128,10 @@ def fit_attention(train: Bags, val: Bags, n_classes: int,
                 break
     model.load_state_dict(best_state)
     history = pd.DataFrame(rows)
-    log.info("attention: kept step %d of %d (validation unit loss %.4f; the mean's %.4f)",
-             int(history.loc[history["val_loss"].idxmin(), "step"]), len(rows) - 1, best, history.at[0, "val_loss"])
+    kept = int(history.loc[history["val_loss"].idxmin(), "step"])
+    history["best"] = history["step"] == kept  # the step whose network is returned
+    log.info("attention: kept step %d of %d (validation unit loss %.4f; the mean's %.4f)", kept, len(rows) - 1, best,
+             history.at[0, "val_loss"])
     return model.eval(), history, {"mean": mean, "std": std}
 
 
@@ -184,7 +186,7 @@ class FoldAttention:
     @property
     def kept_step(self) -> int:
         """The training step whose network was kept (0: none beat the plain mean)."""
-        return int(self.history.loc[self.history["val_loss"].idxmin(), "step"])
+        return int(self.history.loc[self.history["best"], "step"].iloc[0])
 
 
 def attend_fold(model: nn.Module, checkpoint: dict, frames: pd.DataFrame, splits: dict, fold: int, store,

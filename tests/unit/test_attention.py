@@ -77,6 +77,7 @@ def test_attention_learns_to_weigh_the_informative_frame_on_training_units_only(
     assert weights[informative.numpy()].mean() > 0.5 > 1 / 6
     assert unit_auc(test, weights) > unit_auc(test, uniform) + 0.05
     assert history.at[0, "step"] == 0 and history["val_loss"].min() < history.at[0, "val_loss"]
+    assert history["best"].sum() == 1 and history.loc[history["best"], "val_loss"].item() == history["val_loss"].min()
 
 
 def test_attention_keeps_the_mean_when_weighting_does_not_help_validation():
