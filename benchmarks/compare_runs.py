@@ -1,6 +1,6 @@
 """Finished runs of the same sheet and split side by side, paired: each run's headline AUC and
 accuracy with their 95% CIs at patient (or item) level, DeLong and McNemar p-values against the
-first run on the same cases, and each run's CPU-machine time from its rules' benchmark files.
+first run on the same cases, and each run's wall and CPU seconds from its rules' benchmark files.
 
     python benchmarks/compare_runs.py RUN_A RUN_B [RUN_C ...] [--model efficientnet_lite0] [--input full]
         [--names a b c] [--out table.csv]
@@ -31,17 +31,19 @@ def split_of(run: Path) -> dict:
                                                      for f in splits["folds"]]}
 
 
-def wall_seconds(run: Path) -> dict:
-    """Seconds per stage from results/benchmarks/**.tsv (snakemake's `s` column), pretrain and
-    train apart, and their total."""
-    stages = {"pretrain": 0.0, "train": 0.0, "total": 0.0}
+def seconds(run: Path) -> dict:
+    """Wall and CPU seconds from results/benchmarks/**.tsv (snakemake's ``s`` and ``cpu_time``
+    columns): pretrain and train apart, and every job's total. On a shared machine the CPU time is
+    the steadier figure."""
+    totals = {f"{stage}_{kind}": 0.0 for stage in ("pretrain", "train", "total") for kind in ("s", "cpu_s")}
     for path in (run / "results/benchmarks").rglob("*.tsv"):
-        seconds = float(pd.read_csv(path, sep="\t")["s"].sum())
-        relative = path.relative_to(run / "results/benchmarks").parts
-        stages["total"] += seconds
-        if relative[0] in ("pretrain", "train"):
-            stages[relative[0]] += seconds
-    return stages
+        table = pd.read_csv(path, sep="\t")
+        stage = path.relative_to(run / "results/benchmarks").parts[0]
+        for name in ("total", stage) if stage in ("pretrain", "train") else ("total",):
+            totals[f"{name}_s"] += float(table["s"].sum())
+            cpu = table["cpu_time"] if "cpu_time" in table.columns else pd.Series(dtype=float)
+            totals[f"{name}_cpu_s"] += float(pd.to_numeric(cpu, errors="coerce").fillna(0).sum())
+    return totals
 
 
 def compare(runs: dict[str, Path], model: str, mode: str) -> pd.DataFrame:
@@ -74,7 +76,7 @@ def compare(runs: dict[str, Path], model: str, mode: str) -> pd.DataFrame:
         if len(against):
             row.update({f"delong_p_{t}": round(float(p), 3) for t, p in zip(against["target"], against["delong_p"])})
             row["mcnemar_p"] = round(float(against["mcnemar_p"].iloc[0]), 3)
-        row.update({f"{stage}_s": round(seconds) for stage, seconds in wall_seconds(run).items()})
+        row.update({name: round(value) for name, value in seconds(run).items()})
         rows.append(row)
     table = pd.DataFrame(rows)
     timing = [c for c in table.columns if c.endswith("_s")]
