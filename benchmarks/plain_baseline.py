@@ -12,7 +12,11 @@ with the lowest validation loss kept. Its predictions are scored exactly as sono
 run (sonoflow.evaluate.evaluate_run: fold ensemble on the test patients, pooled out-of-fold,
 image and patient level, 95% CIs), and printed beside the run's own headline figures.
 
-Writes RUN_DIR/results/baseline/<model>/ (per-fold predictions, headline.csv, comparison.csv).
+With ``--frames processed`` the same recipe reads the run's own frames instead (scan-area crop,
+resize, denoise: results/denoise/), so that a gap between sonoflow and the baseline can be put on
+the input or on the recipe.
+
+Writes RUN_DIR/results/baseline/<model>[_processed]/ (per-fold predictions, headline.csv, comparison.csv).
 """
 
 from __future__ import annotations
@@ -51,6 +55,16 @@ def raw_frames(frames: pd.DataFrame, sheet: pd.DataFrame, size: int) -> np.ndarr
         for index, _, frame in iter_frames(paths[item_id], keep=lambda i, t: i in wanted):  # noqa: B023 - consumed here
             out[frames.index.get_loc(wanted[index])] = cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
     return out
+
+
+def processed_frames(frames: pd.DataFrame, run_dir: Path, size: int) -> np.ndarray:
+    """(N, size, size) uint8: the run's own frames (scan-area crop, resize, denoise: results/denoise),
+    resized to ``size``: the baseline's recipe on sonoflow's input, to tell input from recipe."""
+    from sonoflow.dataset import FrameStore
+
+    store = FrameStore.from_paths(sorted((run_dir / "results" / "denoise").glob("shard_*/frames.npy")))
+    stored = store.gather(frames)
+    return np.stack([cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA) for frame in stored])
 
 
 def as_input(batch: np.ndarray) -> torch.Tensor:
@@ -95,7 +109,7 @@ def train_fold(model: nn.Module, images: dict[str, np.ndarray], targets: dict[st
 
 
 def run(run_dir: Path, sheet_path: Path, model_name: str, epochs: int, size: int, positive: list[str],
-        labels: list[str] | None, threads: int = 0) -> pd.DataFrame:
+        labels: list[str] | None, threads: int = 0, frames_from: str = "raw") -> pd.DataFrame:
     torch.set_num_threads(threads or os.cpu_count() or 1)
     results = run_dir / "results"
     splits = read_splits(results / "splits.json")
@@ -104,12 +118,12 @@ def run(run_dir: Path, sheet_path: Path, model_name: str, epochs: int, size: int
     sheet["path"] = [p if Path(p).is_absolute() else str(sheet_path.parent / p) for p in sheet["path"]]
     labels = labels or sorted(frames["label"].unique())
     class_index = {name: index for index, name in enumerate(labels)}
-    out_dir = results / "baseline" / model_name
+    out_dir = results / "baseline" / (model_name if frames_from == "raw" else f"{model_name}_{frames_from}")
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    images_all = raw_frames(frames.reset_index(drop=True), sheet, size)
     frames = frames.reset_index(drop=True)
-    print(f"decoded {len(frames)} frames at {size} px in {time.perf_counter() - started:.0f} s", flush=True)
+    images_all = raw_frames(frames, sheet, size) if frames_from == "raw" else processed_frames(frames, run_dir, size)
+    print(f"{frames_from} frames: {len(frames)} at {size} px in {time.perf_counter() - started:.0f} s", flush=True)
     val_tables, test_tables = [], []
     for fold in [int(f["fold"]) for f in splits["folds"]]:
         partition = partition_for_fold(splits, fold)
@@ -159,10 +173,15 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--positive", nargs="*", default=[], help="classes of the binary question, as the run's")
     parser.add_argument("--labels", nargs="*", default=None, help="class order, as the run's config (default: sorted)")
+    parser.add_argument("--frames", choices=["raw", "processed"], default="raw",
+                        help="raw: decoded from the sheet's files (the baseline); processed: the run's own denoised "
+                             "frames (scan-area crop, denoise), to tell sonoflow's input from its recipe")
     args = parser.parse_args()
-    baseline = run(args.run_dir, args.sheet, args.model, args.epochs, args.size, args.positive, args.labels, args.threads)
-    table = comparison(args.run_dir, baseline, args.model)
-    save_csv(args.run_dir / "results" / "baseline" / args.model / "comparison.csv", table)
+    baseline = run(args.run_dir, args.sheet, args.model, args.epochs, args.size, args.positive, args.labels, args.threads,
+                   args.frames)
+    name = args.model if args.frames == "raw" else f"{args.model}_{args.frames}"
+    table = comparison(args.run_dir, baseline, name)
+    save_csv(args.run_dir / "results" / "baseline" / name / "comparison.csv", table)
     with pd.option_context("display.width", 200, "display.max_rows", 200):
         print(table.to_string(index=False))
 
