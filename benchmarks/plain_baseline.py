@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from sonoflow.dataset import read_frame_table
 from sonoflow.evaluate import EvaluateSettings, evaluate_run, read_headline
 from sonoflow.io import save_csv
 from sonoflow.media import iter_frames
@@ -113,7 +114,7 @@ def run(run_dir: Path, sheet_path: Path, model_name: str, epochs: int, size: int
     torch.set_num_threads(threads or os.cpu_count() or 1)
     results = run_dir / "results"
     splits = read_splits(results / "splits.json")
-    frames = usable_frames(pd.read_csv(results / "frames.csv", dtype={"patient_id": str, "item_id": str}), splits)
+    frames = usable_frames(read_frame_table(results / "frames.csv"), splits)
     sheet = pd.read_csv(sheet_path, dtype=str, keep_default_na=False, sep=None, engine="python")
     sheet["path"] = [p if Path(p).is_absolute() else str(sheet_path.parent / p) for p in sheet["path"]]
     labels = labels or sorted(frames["label"].unique())
