@@ -5,8 +5,8 @@ Two parts are scored when present: ``test``, the held-out patients, predicted by
 ensemble (mean of the folds' probabilities); and ``cv``, the pooled out-of-fold predictions of
 the validation folds (every non-test patient predicted by the one model that never saw it).
 Both at two levels: ``image`` (every frame) and ``patient`` (frame probabilities pooled per
-patient: mean, top-k or learned attention weights), or ``item`` where patients carry items of several labels (the split
-stays grouped by patient). A binary question's threshold is chosen on the validation folds by
+patient: mean, top-k or learned attention weights), or ``item`` where patients carry items of
+several labels (the split stays grouped by patient). A binary question's threshold is chosen on the validation folds by
 Youden's index at each level and applied unchanged to the test patients. Probabilities are first
 calibrated by temperature scaling fitted on the validation folds (sonoflow.calibrate).
 """

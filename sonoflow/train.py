@@ -377,23 +377,26 @@ def train_classifier(
     scheduler = make_scheduler(optimizer, settings)
     generator = torch.Generator().manual_seed(settings.seed)
     sampler = settings.class_weighting == "sampler"
-    draw = None  # with balance_items, the sampler draws by class and item
-    if sampler and per_frame is not None:
-        draw = class_weights(train_labels, n_classes, per_frame).numpy()[train_labels] * per_frame
-    elif per_frame is not None:  # the loss weighs frames by their item; a plain permutation draws them
-        frame_weight = to_device(torch.as_tensor(per_frame, dtype=torch.float32), device)
-        class_weight = weights.to(device) if weights is not None else None
-    batches = EpochBatches(len(train_labels), settings.batch_size, generator,
-                           labels=train_labels if sampler and draw is None else None, weights=draw)
+    if per_frame is not None and sampler:  # the sampler draws by class and item; the loss is a plain mean
+        batches = EpochBatches(len(train_labels), settings.batch_size, generator,
+                               weights=class_weights(train_labels, n_classes, per_frame).numpy()[train_labels] * per_frame)
+    else:
+        batches = EpochBatches(len(train_labels), settings.batch_size, generator,
+                               labels=train_labels if sampler else None)
+    item_loss = per_frame is not None and not sampler  # the loss weighs each frame by its item
+    frame_weight = to_device(torch.as_tensor(per_frame, dtype=torch.float32), device) if item_loss else None
+    class_weight = weights.to(device) if weights is not None else None
     ema = make_ema(model, settings)
 
     def training_loss(logits: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        if per_frame is None or draw is not None:
-            loss = loss_fn(logits, y)
-            return loss.mean() if loss.dim() else loss
+        loss = loss_fn(logits, y)
+        if per_frame is None:
+            return loss
+        if not item_loss:
+            return loss.mean()
         # Per-frame losses (already times their class weight) weighted by item, over the batch's total weight.
         w = frame_weight[index]
-        return (w * loss_fn(logits, y)).sum() / (w * (class_weight[y] if class_weight is not None else 1.0)).sum()
+        return (w * loss).sum() / (w * (class_weight[y] if class_weight is not None else 1.0)).sum()
 
     def step(index: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x = as_unit_float(x_train[index])
