@@ -21,14 +21,13 @@ demo: $(STAMP)
 report: $(STAMP)
 	$(BIN)/snakemake --report results/report.html
 
-# Two workers (pytest-xdist): the tests that read the shared demo run stay on one of them. The
-# SLURM tests (skipped unless SONOFLOW_TEST_SLURM=1) run after the rest, on one process: one local
-# cluster at a time.
+# Two workers (pytest-xdist): the tests that read the shared demo run stay on one of them, the
+# SLURM tests (skipped unless SONOFLOW_TEST_SLURM=1) among them, last: the demo DAG runs once and
+# one local cluster is up at a time (tests/conftest.py, tests/unit/test_xdist_groups.py).
 PYTEST_WORKERS ?= 2
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slurm"
-	$(BIN)/python -m pytest -m slurm
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit

@@ -100,6 +100,33 @@ def _auc(target: np.ndarray, scores: np.ndarray, n_classes: int, weight: np.ndar
     return float(roc_auc_score(target, scores, multi_class="ovr", average="macro", sample_weight=weight))
 
 
+def _binary_auc_resamples(positive: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted AUC of ``score`` for the boolean ``positive`` under each row of ``weights`` (B, n):
+    the weighted share of (positive, negative) pairs ranked right, ties counting half (what
+    sklearn's roc_auc_score computes with ``sample_weight``), for every resample at once. NaN where a
+    resample has no positive or no negative weight."""
+    order = np.argsort(score, kind="stable")
+    ranked = score[order]
+    starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])  # one group per distinct score
+    w = weights[:, order]
+    pos = np.add.reduceat(w * positive[order], starts, axis=1)
+    neg = np.add.reduceat(w * ~positive[order], starts, axis=1)
+    below = np.cumsum(neg, axis=1) - neg  # negative weight strictly below each score
+    pairs = pos.sum(1) * neg.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(pairs > 0, (pos * (below + 0.5 * neg)).sum(1) / pairs, np.nan)
+
+
+def auc_resamples(target: np.ndarray, scores: np.ndarray, n_classes: int, weights: np.ndarray) -> np.ndarray:
+    """``_auc`` under each row of ``weights`` (B, n), vectorised: binary, or the macro one-vs-rest
+    mean over classes (NaN where a resample lacks a class)."""
+    weights = np.asarray(weights, float)
+    if n_classes == 2:
+        return _binary_auc_resamples(target == 1, scores[:, 1], weights)
+    per_class = np.stack([_binary_auc_resamples(target == k, scores[:, k], weights) for k in range(n_classes)])
+    return per_class.mean(0)  # NaN wherever one class is missing, as _auc
+
+
 def out_of_fold(features: pd.DataFrame, target: np.ndarray, patients: np.ndarray, folds: int, seed: int,
                 model: str = "boosting") -> np.ndarray:
     """Out-of-fold class probabilities of a probe, folds grouped by patient and stratified."""
@@ -144,8 +171,7 @@ def probe_auc(features: pd.DataFrame, target: np.ndarray, patients: np.ndarray, 
     auc = _auc(target, scores, n_classes)
     # Each resample draws patients with replacement; a drawn patient's frames enter as often.
     codes, unique = pd.factorize(pd.Series(patients))
-    samples = np.array([_auc(target, scores, n_classes, drawn[codes].astype(float))
-                        for drawn in bootstrap_counts(len(unique), n_boot, seed)], float)
+    samples = auc_resamples(target, scores, n_classes, bootstrap_counts(len(unique), n_boot, seed)[:, codes])
     samples = samples[np.isfinite(samples)]
     low, high = np.quantile(samples, [0.025, 0.975]) if len(samples) >= 0.5 * n_boot else (np.nan, np.nan)
     return auc, float(low), float(high), scores

@@ -87,3 +87,24 @@ def test_probe_flags_a_scanner_named_in_the_headers_that_follows_the_class(demo_
     assert result.loc["scanner", "auc"] > 0.7 and result.loc["scanner", "ci_low"] > 0.6, result
     # One maker for all (or none named): no scanner group at all.
     assert "scanner" not in frame_features(table.assign(scanner=""), frames, masks, None)
+
+
+def test_vectorised_bootstrap_auc_equals_sklearn_resample_by_resample():
+    """The probe's CI: every resample's AUC at once, equal to roc_auc_score with the resample's
+    weights (ties in the scores, classes missing from some resamples, binary and macro one-vs-rest)."""
+    from sonoflow.metrics import bootstrap_counts
+    from sonoflow.shortcuts import _auc, auc_resamples
+
+    rng = np.random.default_rng(1)
+    for n_classes, n_patients in [(2, 30), (3, 6), (4, 40)]:
+        patients = rng.integers(0, n_patients, 80)
+        target = rng.integers(0, n_classes, n_patients)[patients]  # one label per patient, as the probe sees
+        scores = np.round(rng.dirichlet(np.ones(n_classes), 80), 1) + 1e-9
+        scores /= scores.sum(1, keepdims=True)
+        weights = bootstrap_counts(n_patients, 200, 0)[:, patients].astype(float)
+        expected = np.array([_auc(target, scores, n_classes, w) for w in weights])
+        got = auc_resamples(target, scores, n_classes, weights)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+        np.testing.assert_allclose(got[~np.isnan(got)], expected[~np.isnan(expected)], atol=1e-12)
+        if n_classes == 3:
+            assert np.isnan(expected).any(), "the small case has resamples without a class"
