@@ -16,7 +16,11 @@ early stopping off. After every epoch the validation and test frames' probabilit
   test fold ensemble's patient AUC (when the run has test patients);
 - for each rule that picks one epoch per fold (the lowest validation loss, the highest validation
   AUC, the last epoch) the same two figures. The first two rules pick on the validation patients
-  and so flatter the pooled figure; the test figure is the fair one.
+  and so flatter the pooled figure; the test figure is the fair one;
+- the epochs the training loop itself would keep under `train.monitor: loss` and `auc` with
+  ``--patience`` (replayed on OUT/history_<fold>.csv: the loop's class-weighted validation loss and
+  frame AUC, with early stopping). These are what a run keeps; the unweighted "lowest validation
+  loss" above is not (on BrEaST it kept epochs 4, 6, 6 where `monitor: loss` keeps 1, 6, 7).
 
 AUC: ``--positive`` vs the rest, or the macro one-vs-rest AUC when not given.
 """
@@ -90,7 +94,25 @@ def patient_auc(table: pd.DataFrame, labels: list[str], positive: str | None) ->
     return roc_auc_score(patients["label"], patients[columns].to_numpy(), multi_class="ovr", labels=labels)
 
 
-def report(probs: pd.DataFrame, labels: list[str], positive: str | None) -> None:
+def loop_pick(history: pd.DataFrame, monitor: str, patience: int) -> int:
+    """The epoch sonoflow.loop.fit keeps for ``train.monitor`` and ``patience``, replayed on a
+    history of every epoch: the loop's own ``val_loss`` (class-weighted NLL, as early stopping reads
+    it) or ``val_auc`` (ties to the lower loss; the loss where the AUC is missing), stopping once
+    ``patience`` epochs bring nothing better."""
+    best_epoch, best_score, best_loss = 0, float("inf"), float("inf")
+    for row in history.sort_values("epoch").itertuples():
+        if best_epoch > 0 and row.epoch - best_epoch > patience:
+            break
+        auc = getattr(row, "val_auc", float("nan"))
+        score = row.val_loss if monitor == "loss" or pd.isna(auc) else -auc
+        tie = monitor == "auc" and score == best_score and row.val_loss < best_loss
+        if score < best_score or tie:
+            best_epoch, best_score, best_loss = int(row.epoch), score, row.val_loss
+    return best_epoch
+
+
+def report(probs: pd.DataFrame, labels: list[str], positive: str | None,
+           histories: dict[int, pd.DataFrame] | None = None, patience: int = 5) -> None:
     val, test = probs[probs["part"] == "val"], probs[probs["part"] == "test"]
     folds = sorted(val["fold"].unique())
     print("epoch  pooled out-of-fold patient AUC" + ("  test fold-ensemble patient AUC" if len(test) else ""))
@@ -110,6 +132,15 @@ def report(probs: pd.DataFrame, labels: list[str], positive: str | None) -> None
                                                 key=lambda e: patient_auc(t[t["epoch"] == e], labels, positive)),
         "last epoch": lambda t: t["epoch"].max(),
     }
+    # The rules above score the saved probabilities (unweighted frame log loss, patient AUC, no
+    # patience); these replay what the training loop itself would keep (its histories' class-weighted
+    # val_loss and frame val_auc, with early stopping), which can differ: a fold whose first epoch
+    # has the lowest weighted loss keeps it under `monitor: loss` although a later one has the
+    # lowest plain log loss.
+    if histories:
+        for monitor in ("loss", "auc"):
+            rules[f"train.monitor {monitor}, patience {patience}"] = (
+                lambda t, monitor=monitor: loop_pick(histories[int(t["fold"].iloc[0])], monitor, patience))
     for name, pick in rules.items():
         chosen = {fold: pick(val[val["fold"] == fold]) for fold in folds}
 
@@ -131,13 +162,18 @@ def main() -> None:
     parser.add_argument("--folds", type=int, nargs="*", default=None, help="default: every fold")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="a training setting, value as JSON")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--patience", type=int, default=5, help="early stopping replayed for the train.monitor rules")
     parser.add_argument("--scored", action="store_true", help="train nothing: score OUT/probs.csv again")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results = args.run_dir / "results"
     splits = read_splits(results / "splits.json")
     if args.scored:
-        report(pd.read_csv(args.out / "probs.csv"), list(splits["labels"]), args.positive)
+        probs = pd.read_csv(args.out / "probs.csv")
+        histories = {int(fold): pd.read_csv(args.out / f"history_{int(fold)}.csv") for fold in probs["fold"].unique()
+                     if (args.out / f"history_{int(fold)}.csv").exists()}
+        report(probs, list(splits["labels"]), args.positive, histories if len(histories) == probs["fold"].nunique()
+               else None, args.patience)
         return
 
     config = json.loads(json.dumps(RECIPE))
@@ -149,15 +185,16 @@ def main() -> None:
     frames = usable_frames(read_frame_table(results / "frames.csv"), splits)
     store = classifier_store("full", {"full": sorted(str(p) for p in results.glob("denoise/shard_*/frames.npy"))})
     args.out.mkdir(parents=True, exist_ok=True)
-    tables = []
+    tables, histories = [], {}
     folds = args.folds if args.folds is not None else [int(fold["fold"]) for fold in splits["folds"]]
     for fold in folds:
         history, fold_tables = train_fold(frames, splits, fold, settings, store)
         history.to_csv(args.out / f"history_{fold}.csv", index=False)
+        histories[fold] = history
         tables += fold_tables
         pd.concat(tables).to_csv(args.out / "probs.csv", index=False)
         print(f"fold {fold} done", flush=True)
-    report(pd.concat(tables), list(splits["labels"]), args.positive)
+    report(pd.concat(tables), list(splits["labels"]), args.positive, histories, args.patience)
 
 
 if __name__ == "__main__":

@@ -33,3 +33,23 @@ def test_each_rule_picks_its_epoch_and_is_scored(capsys):
     assert "last epoch: epochs [3, 3], pooled 0.000, test 1.000" in out
     assert [line.split() for line in out.splitlines()[1:4]] == [["1", "0.000", "0.000"], ["2", "1.000", "0.000"],
                                                                ["3", "0.000", "1.000"]]
+
+
+def test_loop_rules_replay_the_training_loops_early_stopping(capsys):
+    """The train.monitor rules read the loop's own histories (its class-weighted val_loss and frame
+    val_auc) and stop as sonoflow.loop.fit does, so they can keep other epochs than the rules on
+    the saved probabilities."""
+    curves = load_benchmark("epoch_curves")
+    # Fold 0: the weighted loss is lowest at epoch 1 and the AUC best at epoch 3 (tied at 4, lower loss there);
+    # fold 1: the loss improves at 2, then stalls; with patience 1 the loop stops before epoch 3's better AUC.
+    histories = {0: pd.DataFrame({"epoch": [1, 2, 3], "val_loss": [0.60, 0.70, 0.65], "val_auc": [0.5, 0.6, 0.9]}),
+                 1: pd.DataFrame({"epoch": [1, 2, 3], "val_loss": [0.70, 0.60, 0.80], "val_auc": [0.6, 0.5, 0.9]})}
+    assert curves.loop_pick(histories[0], "loss", 5) == 1 and curves.loop_pick(histories[0], "auc", 5) == 3
+    assert curves.loop_pick(histories[1], "auc", 1) == 1, "stopped after epoch 2 brought no better AUC"
+    assert curves.loop_pick(histories[1], "loss", 1) == 2
+    tied = pd.DataFrame({"epoch": [1, 2, 3], "val_loss": [0.5, 0.4, 0.3], "val_auc": [1.0, 1.0, 1.0]})
+    assert curves.loop_pick(tied, "auc", 5) == 3, "a saturated AUC goes to the lower loss"
+    curves.report(probs_table(), ["a", "b"], "b", histories, patience=5)
+    out = capsys.readouterr().out
+    assert "train.monitor loss, patience 5: epochs [1, 2]" in out
+    assert "train.monitor auc, patience 5: epochs [3, 3], pooled 0.000, test 1.000" in out
