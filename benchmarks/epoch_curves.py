@@ -124,7 +124,9 @@ def report(probs: pd.DataFrame, labels: list[str], positive: str | None,
 
     def fold_loss(table):
         target = table["label"].map({label: i for i, label in enumerate(labels)})
-        return log_loss(target, table[[f"p_{label}" for label in labels]].to_numpy(), labels=range(len(labels)))
+        probs = table[[f"p_{label}" for label in labels]].to_numpy()
+        # as saved (rounded): renormalised, so that sklearn does not warn on every call
+        return log_loss(target, probs / probs.sum(1, keepdims=True), labels=range(len(labels)))
 
     rules = {
         "lowest validation loss": lambda t: min(t["epoch"].unique(), key=lambda e: fold_loss(t[t["epoch"] == e])),
