@@ -22,6 +22,8 @@ from sonoflow.config import DEFAULT_CONFIG
 
 pytestmark = [
     pytest.mark.slurm,
+    # Above pytest's 900 s: they now share the 2 cores with the other xdist worker's tests (make test).
+    pytest.mark.timeout(1800),
     pytest.mark.skipif(os.environ.get("SONOFLOW_TEST_SLURM") != "1", reason="set SONOFLOW_TEST_SLURM=1 (needs root)"),
 ]
 CLUSTER = REPO / ".ci/slurm-local.sh"
