@@ -55,8 +55,10 @@ def prepared(frames: np.ndarray, device: torch.device) -> torch.Tensor:
 
 def bare_train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module, batch: int,
                device: torch.device) -> float:
-    """images/s of the plainest training loop: everything prepared in memory beforehand."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    """images/s of the plainest training loop: everything prepared in memory beforehand. Its
+    AdamW uses torch's fused kernel, as sonoflow's loops do, so the ratio is the loop's own cost
+    (``benchmarks/bench_optimizer.py`` times the kernel against torch's default)."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=device.type in ("cpu", "cuda"))
     model.train()
     order = torch.randperm(len(x), device=device)
     synchronize(device)

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from sonoflow.evaluate import AttentionSettings
+from sonoflow.loop import make_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ def fit_attention(train: Bags, val: Bags, n_classes: int,
     counts = torch.bincount(train.targets, minlength=n_classes).float()
     class_weight = torch.where(counts > 0, counts.sum() / (n_classes * counts.clamp_min(1)), torch.zeros_like(counts))
     model = GatedAttention(train.embeddings.shape[1], settings.hidden, settings.dropout)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    optimizer = make_optimizer("adamw", model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     rows, best, best_state, since = [], np.inf, None, 0
     for step in range(settings.epochs + 1):
         if step:

@@ -51,6 +51,26 @@ def seed_everything(seed: int) -> None:
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
+# Devices with torch's fused optimiser kernels (one pass over each parameter tensor).
+FUSED_DEVICES = frozenset({"cpu", "cuda"})
+
+
+def make_optimizer(name: str, parameters, *, lr: float, weight_decay: float,
+                   momentum: float = 0.9) -> torch.optim.Optimizer:
+    """AdamW (``adamw``) or SGD with momentum (``sgd``), the one place every training loop gets
+    its optimiser. Where every parameter is a float tensor on a device with torch's fused kernels
+    (CPU, CUDA), those are used: the same update, without torch's default per-tensor loop (vgg16
+    at 64 px, batch 16, 1 thread on CPU: AdamW's step 0.97 s default, 0.074 s fused, beside a
+    4.6 s forward and backward pass; ``benchmarks/bench_optimizer.py``)."""
+    parameters = list(parameters)
+    fused = bool(parameters) and all(p.device.type in FUSED_DEVICES and p.is_floating_point() for p in parameters)
+    if name == "sgd":
+        return torch.optim.SGD(parameters, lr=lr, momentum=momentum, weight_decay=weight_decay, fused=fused or None)
+    if name == "adamw":
+        return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay, fused=fused or None)
+    raise ValueError(f"unknown optimizer {name!r}; use adamw or sgd")
+
+
 def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     """A host tensor on ``device``: through pinned memory and an asynchronous copy for CUDA."""
     if device.type == "cuda":
@@ -159,8 +179,10 @@ class ResumeSaver:
     """Saves the resume state after every epoch, unless a save is dear (over ``min_seconds``) and
     would cost more than ``share`` of the training time: with fast epochs (a GPU) and a big model,
     writing the full state after each would leave the device idle. Then epochs are skipped until
-    the time since the last save is ``1 / share`` times what a save takes. The first and the last
-    epoch are always saved, and so is every epoch of a small model or a slow (CPU) run."""
+    the time since the last save is ``1 / share`` times what a save takes. The first epoch is
+    always saved, and so is every epoch of a small model or a slow (CPU) run; the last never is:
+    the job writes its outputs and deletes the state next, so a kill in between redoes one epoch
+    (a one-epoch run saves nothing; vgg16's state with AdamW's is 1.6 GB)."""
 
     def __init__(self, share: float = 0.1, min_seconds: float = 0.25):
         self.share, self.min_seconds = share, min_seconds
@@ -168,7 +190,9 @@ class ResumeSaver:
         self.last_saved = time.perf_counter()
 
     def due(self, epoch: int, epochs: int) -> bool:
-        if self.save_seconds < self.min_seconds or epoch == epochs:
+        if epoch >= epochs:
+            return False
+        if self.save_seconds < self.min_seconds:
             return True
         return time.perf_counter() - self.last_saved >= self.save_seconds / self.share
 

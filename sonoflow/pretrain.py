@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sonoflow.loop import EpochBatches, fit, pick_device, resume_fingerprint, seed_everything, to_device
+from sonoflow.loop import EpochBatches, fit, make_optimizer, pick_device, resume_fingerprint, seed_everything, to_device
 from sonoflow.settings import Settings
 from sonoflow.train import AugmentSettings, as_unit_float, augment_batch, make_scheduler, normalise
 
@@ -110,7 +110,7 @@ def pretrain(model: nn.Module, model_name: str, train_frames: np.ndarray, val_fr
     simclr = SimCLR(model, model_name, settings.projection).to(device)
     x_train = to_device(torch.as_tensor(np.ascontiguousarray(train_frames)), device)
     x_val = to_device(torch.as_tensor(np.ascontiguousarray(val_frames)), device)
-    optimizer = torch.optim.AdamW(simclr.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    optimizer = make_optimizer("adamw", simclr.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = make_scheduler(optimizer, settings)
     generator = torch.Generator().manual_seed(settings.seed)
     batches = EpochBatches(len(x_train), min(settings.batch_size, len(x_train)), generator)

@@ -33,7 +33,7 @@ from sonoflow.frames import IngestSettings, crop_resize
 from sonoflow.models import adapt_input_channels, map_by_position
 from sonoflow.settings import Settings
 from sonoflow.split import PatientPartition, select_frames, unit_hash
-from sonoflow.loop import EpochBatches, fit, pick_device, resume_fingerprint, seed_everything, to_device
+from sonoflow.loop import EpochBatches, fit, make_optimizer, pick_device, resume_fingerprint, seed_everything, to_device
 from sonoflow.train import AugmentSettings, as_unit_float, augment_batch, normalise
 from sonoflow.weights import resolve_weights
 
@@ -232,7 +232,7 @@ def train_segmenter(frames: np.ndarray, masks: np.ndarray, val_frames: np.ndarra
     x_train = to_device(torch.as_tensor(np.ascontiguousarray(frames)), device)
     y_train = to_device(torch.as_tensor(np.ascontiguousarray(masks)), device)
     loss_fn = DiceBCELoss()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    optimizer = make_optimizer("adamw", model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(settings.epochs, 1))
     generator = torch.Generator().manual_seed(settings.seed)
     batches = EpochBatches(len(x_train), settings.batch_size, generator, steps=settings.steps_per_epoch)

@@ -24,6 +24,7 @@ from torch import nn
 from sonoflow import checkpoints
 from sonoflow.io import save_csv
 from sonoflow.loop import EpochBatches, fit, pick_device, resume_fingerprint, seed_everything, to_device
+from sonoflow.loop import make_optimizer as loop_optimizer
 from sonoflow.settings import Settings
 
 log = logging.getLogger("sonoflow.train")
@@ -230,12 +231,8 @@ def item_weights(items: Sequence) -> np.ndarray:
 
 
 def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
-    if settings.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
-                               weight_decay=settings.weight_decay)
-    if settings.optimizer == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    raise ValueError(f"unknown optimizer {settings.optimizer!r}; use adamw or sgd")
+    return loop_optimizer(settings.optimizer, model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay,
+                          momentum=settings.momentum)
 
 
 def lr_factor(epoch: int, settings: TrainSettings) -> float:
@@ -343,8 +340,9 @@ def train_classifier(
     model of the best epoch by it. ``train_items``: each training frame's item, for
     ``settings.balance_items`` (every item weighs the same in the loss, or in the sampler's draw).
 
-    With ``resume_path``, the full state is saved there after every epoch (``sonoflow.loop.ResumeSaver``
-    skips epochs while saving would cost over a tenth of the training time), and a run that finds a
+    With ``resume_path``, the full state is saved there after every epoch but the last
+    (``sonoflow.loop.ResumeSaver`` skips epochs while saving would cost over a tenth of the
+    training time), and a run that finds a
     state for the same settings and data continues from its last saved epoch.
     """
     if len(train_frames) == 0 or len(val_frames) == 0:

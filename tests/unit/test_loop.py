@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sonoflow.loop import EpochBatches, ResumeSaver, batches_on, pick_device
+from sonoflow.loop import EpochBatches, ResumeSaver, batches_on, make_optimizer, pick_device
 
 
 def drawn(batches) -> list[list[int]]:
@@ -84,9 +84,11 @@ def test_resume_saver_skips_epochs_only_while_saving_is_dear(tmp_path):
     assert saver.due(2, 10)
     saver.save_seconds = 1.0  # a save that takes 1 s is worth it once per 10 s of training
     assert not saver.due(2, 10)
-    assert saver.due(10, 10)  # the last epoch always
     saver.last_saved -= 10.5
     assert saver.due(3, 10)
+    saver.save_seconds = 0.0
+    assert not saver.due(10, 10)  # the last epoch never: the job's outputs come next, and the state goes
+    assert not ResumeSaver().due(1, 1)
 
 
 def scripted_fit(rows, monitor, patience=10, caplog=None):
@@ -146,3 +148,32 @@ def test_an_unknown_monitor_is_refused():
     with pytest.raises(ValueError, match="unknown train.monitor 'f1'"):
         train_classifier(torch.nn.Linear(1, 2), frames, np.array([0, 1, 0, 1]), frames, np.array([0, 1, 0, 1]), 2,
                          TrainSettings(monitor="f1", epochs=1))
+
+
+@pytest.mark.parametrize("name, options", [("adamw", {}), ("sgd", {"momentum": 0.9})])
+def test_the_optimiser_is_fused_on_cpu_and_updates_as_the_default_one(name, options):
+    """Every loop's optimiser uses torch's fused kernel on CPU; its steps are those of the default
+    (per-tensor) implementation of the same optimiser, to float rounding."""
+
+    def trained(make):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3))
+        optimizer = make(model.parameters())
+        x, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
+        for _ in range(5):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+        return optimizer, torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    reference = {"adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[name]
+    fused, ours = trained(lambda p: make_optimizer(name, p, lr=0.01, weight_decay=1e-2, **options))
+    _, theirs = trained(lambda p: reference(p, lr=0.01, weight_decay=1e-2, **options))
+    assert type(fused) is reference and fused.param_groups[0]["fused"] is True
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(ours, trained(lambda p: reference(p, lr=0.0, weight_decay=0.0))[1])  # it did train
+
+
+def test_an_unknown_optimiser_is_refused():
+    with pytest.raises(ValueError, match="unknown optimizer 'adam'; use adamw or sgd"):
+        make_optimizer("adam", [torch.nn.Parameter(torch.zeros(2))], lr=0.1, weight_decay=0.0)
