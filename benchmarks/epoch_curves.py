@@ -2,7 +2,7 @@
 picking the kept epoch would have scored, from one training per fold.
 
     python benchmarks/epoch_curves.py RUN_DIR OUT [--positive CLASS] [--epochs 25] [--folds 0 1]
-        [--set lr=0.001 ...] [--threads 1] [--scored]
+        [--set lr=0.001 ...] [--threads 1] [--unit patient|item] [--scored]
 
 RUN_DIR is a finished (or split and denoised) sonoflow run: its `results/frames.csv`,
 `results/splits.json` and denoised frames are read, and each fold's classifier is trained with
@@ -22,7 +22,9 @@ early stopping off. After every epoch the validation and test frames' probabilit
   frame AUC, with early stopping). These are what a run keeps; the unweighted "lowest validation
   loss" above is not (on BrEaST it kept epochs 4, 6, 6 where `monitor: loss` keeps 1, 6, 7).
 
-AUC: ``--positive`` vs the rest, or the macro one-vs-rest AUC when not given.
+AUC: ``--positive`` vs the rest, or the macro one-vs-rest AUC when not given; per patient, or per
+item with ``--unit item`` (as `evaluate.unit: item` scores runs whose patients have items of
+several labels, such as lung POCUS).
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def train_fold(frames: pd.DataFrame, splits: dict, fold: int, settings, store) -
         for name, probs in (("val", val), ("test", test_probs)):
             if probs is None:
                 continue
-            table = parts[name][["patient_id", "label"]].reset_index(drop=True)
+            table = parts[name][["patient_id", "item_id", "label"]].reset_index(drop=True)
             for i, label in enumerate(labels):
                 table[f"p_{label}"] = probs[:, i]
             table["fold"], table["epoch"], table["part"] = fold, epoch, name
@@ -86,12 +88,18 @@ def train_fold(frames: pd.DataFrame, splits: dict, fold: int, settings, store) -
     return result.history, tables
 
 
+UNIT = "patient_id"  # or item_id (--unit item)
+
+
 def patient_auc(table: pd.DataFrame, labels: list[str], positive: str | None) -> float:
+    """The AUC of the unit's (patient's, or item's with --unit item) mean frame probabilities."""
     columns = [f"p_{label}" for label in labels]
-    patients = table.groupby("patient_id").agg({**{c: "mean" for c in columns}, "label": "first"})
+    patients = table.groupby(UNIT).agg({**{c: "mean" for c in columns}, "label": "first"})
     if positive:
         return roc_auc_score(patients["label"] == positive, patients[f"p_{positive}"])
-    return roc_auc_score(patients["label"], patients[columns].to_numpy(), multi_class="ovr", labels=labels)
+    ordered = sorted(labels)  # sklearn's multi-class AUC wants the labels, and so the columns, sorted
+    return roc_auc_score(patients["label"], patients[[f"p_{label}" for label in ordered]].to_numpy(),
+                         multi_class="ovr", labels=ordered)
 
 
 def loop_pick(history: pd.DataFrame, monitor: str, patience: int) -> int:
@@ -166,7 +174,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--patience", type=int, default=5, help="early stopping replayed for the train.monitor rules")
     parser.add_argument("--scored", action="store_true", help="train nothing: score OUT/probs.csv again")
+    parser.add_argument("--unit", choices=["patient", "item"], default="patient", help="what an AUC scores")
     args = parser.parse_args()
+    global UNIT
+    UNIT = f"{args.unit}_id"
     torch.set_num_threads(args.threads)
     results = args.run_dir / "results"
     splits = read_splits(results / "splits.json")

@@ -53,3 +53,22 @@ def test_loop_rules_replay_the_training_loops_early_stopping(capsys):
     out = capsys.readouterr().out
     assert "train.monitor loss, patience 5: epochs [1, 2]" in out
     assert "train.monitor auc, patience 5: epochs [3, 3], pooled 0.000, test 1.000" in out
+
+
+def test_macro_auc_with_labels_in_the_splits_order_and_per_item(monkeypatch):
+    """Without --positive the AUC is sklearn's macro one-vs-rest, which wants sorted labels: the
+    splits' own order (regular before bacterial, as in lung POCUS) must give the same figure as
+    the sorted one. With --unit item, a patient's two items (of two labels) are scored apart."""
+    curves = load_benchmark("epoch_curves")
+    labels = ["regular", "bacterial", "covid"]
+    # (patient, item, label, p_regular, p_bacterial, p_covid): each item ranked right for its own
+    # class; p0 has a regular and a bacterial item, whose mean looks more bacterial than p3's.
+    rows = [("p0", "i0", "regular", 0.8, 0.1, 0.1), ("p1", "i1", "bacterial", 0.1, 0.8, 0.1),
+            ("p2", "i2", "covid", 0.1, 0.1, 0.8), ("p0", "i3", "bacterial", 0.05, 0.9, 0.05),
+            ("p3", "i4", "bacterial", 0.3, 0.45, 0.25), ("p2", "i5", "covid", 0.2, 0.2, 0.6)]
+    table = pd.DataFrame(rows, columns=["patient_id", "item_id", "label", "p_regular", "p_bacterial", "p_covid"])
+    monkeypatch.setattr(curves, "UNIT", "item_id")
+    assert curves.patient_auc(table, labels, None) == curves.patient_auc(table, sorted(labels), None) == 1.0
+    monkeypatch.setattr(curves, "UNIT", "patient_id")
+    by_patient = curves.patient_auc(table, labels, None)
+    assert by_patient == curves.patient_auc(table, sorted(labels), None) < 1.0, "p0's items pooled under one label"
