@@ -33,6 +33,24 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/predict.smk"
 
 
+# Jobs that only turn small CSV/JSON tables into HTML pages (or join per-shard tables) run in the
+# snakemake process itself under a cluster executor: each costs well under a second of work, and an
+# sbatch submission plus its status polls costs far more. Everything that reads frames, masks or
+# models stays a cluster job.
+localrules:
+    all,
+    frames_table,
+    ingest_page,
+    split_page,
+    dedup_page,
+    segment_page,
+    evaluate_pages,
+    compare_pages,
+    readers_pages,
+    cam_page,
+    landing,
+
+
 rule all:
     input:
         all_targets,

@@ -83,6 +83,13 @@ def test_demo_dag_through_slurm_matches_the_local_run(slurm, demo_run, tmp_path)
     asks_gpu = {name for name, call in calls.items() if re.search(r"--gpus[= ]1\b|--gres[= ]gpu", call)}
     assert set(train_calls) | {"rule_train_segmenter_wildcards_all"} == asks_gpu, sorted(asks_gpu)
     assert all(" -p debug" in call for call in calls.values()), "the profile's partition reaches every job"
+    # The Snakefile's localrules (table-to-HTML pages, the joined frame table) ran in snakemake's
+    # own process, never through sbatch; everything that reads frames or models was submitted.
+    ran_here = set(re.findall(r"localrule (\w+):", log))
+    through_sbatch = {re.sub(r"_wildcards_.*", "", name.removeprefix("rule_")) for name in calls}
+    assert {"frames_table", "ingest_page", "evaluate_pages", "cam_page", "landing"} <= ran_here, sorted(ran_here)
+    assert {"ingest", "denoise", "train_segmenter", "segment", "train", "evaluate", "cam", "manifest"} <= through_sbatch
+    assert not ran_here & through_sbatch, sorted(ran_here & through_sbatch)
 
     # The results equal the local run with the same seed.
     for name in ("results/splits.json", "results/frames.csv"):
