@@ -21,16 +21,19 @@ def test_every_model_builds_for_grayscale_with_a_new_head(name):
     assert layers and all(isinstance(layer, torch.nn.Module) for layer in layers)
 
 
-@pytest.mark.parametrize("name", ["resnet18", "efficientnet_lite0", "swin_t", "vit_b_16", "densenet121"])
-def test_gradcam_runs_on_cnns_and_transformers(name):
-    from pytorch_grad_cam import GradCAM
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_gradcam_runs_on_every_model_as_the_cam_rule_runs_it(name):
+    """Every backbone in the registry, CNN or transformer, through sonoflow's own Grad-CAM call
+    (one input channel, the registry's target layer and reshape): one finite map in [0, 1] per
+    image at the input size. The preset tests run Grad-CAM only where the study reported heatmaps,
+    so this is where each architecture's CAM wiring is checked."""
+    from sonoflow.cam import compute_cams
 
-    size = 64
-    model = build_model(name, 2, in_channels=3, input_size=size).eval()
-    layers, reshape = cam_target(model, name)
-    with GradCAM(model=model, target_layers=layers, reshape_transform=reshape) as cam:
-        heat = cam(input_tensor=torch.randn(2, 3, size, size), targets=None)
-    assert heat.shape == (2, size, size) and np.isfinite(heat).all()
+    size = max(input_size(name), 64)
+    model = build_model(name, 2, in_channels=1, input_size=size).eval()
+    cams = compute_cams(model, name, torch.randn(2, 1, size, size), [0, 1], "gradcam")
+    assert cams.shape == (2, size, size) and np.isfinite(cams).all()
+    assert cams.min() >= 0 and cams.max() <= 1
 
 
 def test_packaged_efficientnet_lite0_weights_are_loaded_by_position():
