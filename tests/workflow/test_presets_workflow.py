@@ -1,5 +1,6 @@
 """Every study preset runs end to end on a tiny generated demo, with its protocol intact and only
-its length cut down (one epoch, small frames), and writes every output it says the study reported."""
+its length cut down (one epoch, small frames; Grad-CAM only where the study reported heatmaps), and
+writes every output it says the study reported."""
 
 import shutil
 from pathlib import Path
