@@ -2,7 +2,8 @@
 # Single-node SLURM "cluster" on localhost for the SLURM tests (Debian 12, root, no systemd, no
 # cgroups): the project's own copy of the recipe in ../shared/notes/slurm-local.sh.
 #   bash slurm-local.sh up      # install (if needed), configure, start munged/slurmctld/slurmd
-#   bash slurm-local.sh down    # stop every daemon this script started, by PID
+#   bash slurm-local.sh down    # stop every daemon this script started, by PID, and remove the
+#                               # slurm.conf and gres.conf it wrote (see down())
 # Env knobs:
 #   SLURM_WITH_DBD=1   also start MariaDB + slurmdbd so that `sacct`/`sacctmgr` work (+~25 s)
 #   SLURM_FAKE_GPU=1   advertise one fake GPU (gres.conf File=/dev/null) so --gpus=1 jobs run
@@ -11,6 +12,7 @@ S=${SLURM_CI_DIR:-/tmp/slurm-ci}
 WITH_DBD=${SLURM_WITH_DBD:-0}
 FAKE_GPU=${SLURM_FAKE_GPU:-0}
 export DEBIAN_FRONTEND=noninteractive
+MARK="# written by sonoflow's .ci/slurm-local.sh"
 
 wait_for() {  # wait_for <seconds> <command...>
   local t=$1; shift
@@ -30,6 +32,14 @@ down() {
     fi
     rm -f "$f"
   done
+  # A slurm.conf naming a controller that is gone makes every scontrol call wait for it (~9 s); the
+  # SLURM executor plugin runs one when snakemake starts, so every later snakemake run on this
+  # machine would pay that. Without the file scontrol fails at once. Only the files written here
+  # (first line MARK) are removed.
+  for f in /etc/slurm/slurm.conf /etc/slurm/gres.conf; do
+    [ -f "$f" ] && [ "$(head -1 "$f")" = "$MARK" ] && rm -f "$f"
+  done
+  return 0
 }
 
 up() {
@@ -66,6 +76,7 @@ JobAcctGatherType=jobacct_gather/linux"
 JobAcctGatherType=jobacct_gather/none"
   fi
   cat > /etc/slurm/slurm.conf <<EOF
+$MARK
 ClusterName=ci
 SlurmctldHost=localhost
 SlurmUser=root
@@ -97,7 +108,7 @@ $node
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 EOF
   if [ "$FAKE_GPU" = 1 ]; then
-    echo "NodeName=localhost Name=gpu File=/dev/null" > /etc/slurm/gres.conf
+    printf '%s\n%s\n' "$MARK" "NodeName=localhost Name=gpu File=/dev/null" > /etc/slurm/gres.conf
   else
     rm -f /etc/slurm/gres.conf
   fi

@@ -35,19 +35,28 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+import yaml
 from sklearn.metrics import log_loss, roc_auc_score
 
 import sonoflow.train as train_module
+from sonoflow.config import DEFAULT_CONFIG
 from sonoflow.dataset import classifier_store, read_frame_table
 from sonoflow.loop import seed_everything
 from sonoflow.models import build_model
+from sonoflow.plan import AUTO, PLANNED
 from sonoflow.split import partition_for_fold, read_splits, select_frames, usable_frames
 
-# config.yaml's classifier on real data (the plan's sizes), early stopping off.
-RECIPE = dict(model="efficientnet_lite0", weights="efficientnet-lite0-package", input_size=224, batch_size=32, lr=1e-3,
-              warmup_epochs=1, label_smoothing=0.1, ema=0.99, tta=["hflip"],
-              augment=dict(hflip=0.5, rotate=10.0, translate=0.05, scale=0.1, brightness=0.1, contrast=0.1,
-                           speckle=0.15, gain=0.2, tgc=0.2, depth_crop=0.15))
+def default_recipe() -> dict:
+    """config.yaml's classifier as a run on real data trains it: its first model with that model's
+    weights, and the plan's real-data values for what is `auto` (224 px); epochs and patience are
+    this script's own (``--epochs``, early stopping off)."""
+    train = yaml.safe_load(DEFAULT_CONFIG.read_text())["train"]
+    model = train["models"][0]
+    recipe = {**train_module.TrainSettings.params(train, model, "full"), "model": model}
+    for (section, key), (_, on_data) in PLANNED.items():
+        if section == "train" and recipe.get(key) == AUTO:
+            recipe[key] = on_data
+    return recipe
 
 
 def train_fold(frames: pd.DataFrame, splits: dict, fold: int, settings, store) -> tuple[pd.DataFrame, list]:
@@ -94,11 +103,16 @@ UNIT = "patient_id"  # or item_id (--unit item)
 def patient_auc(table: pd.DataFrame, labels: list[str], positive: str | None) -> float:
     """The AUC of the unit's (patient's, or item's with --unit item) mean frame probabilities."""
     columns = [f"p_{label}" for label in labels]
-    patients = table.groupby(UNIT).agg({**{c: "mean" for c in columns}, "label": "first"})
+    return unit_auc(table.groupby(UNIT).agg({**{c: "mean" for c in columns}, "label": "first"}), labels, positive)
+
+
+def unit_auc(units: pd.DataFrame, labels: list[str], positive: str | None) -> float:
+    """One row per unit (its probabilities and label): ``positive`` vs the rest, else the macro
+    one-vs-rest AUC."""
     if positive:
-        return roc_auc_score(patients["label"] == positive, patients[f"p_{positive}"])
+        return roc_auc_score(units["label"] == positive, units[f"p_{positive}"])
     ordered = sorted(labels)  # sklearn's multi-class AUC wants the labels, and so the columns, sorted
-    return roc_auc_score(patients["label"], patients[[f"p_{label}" for label in ordered]].to_numpy(),
+    return roc_auc_score(units["label"], units[[f"p_{label}" for label in ordered]].to_numpy(),
                          multi_class="ovr", labels=ordered)
 
 
@@ -189,7 +203,7 @@ def main() -> None:
                else None, args.patience)
         return
 
-    config = json.loads(json.dumps(RECIPE))
+    config = default_recipe()
     for item in args.set:
         key, value = item.split("=", 1)
         config[key] = json.loads(value)

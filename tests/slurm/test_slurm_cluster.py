@@ -43,6 +43,8 @@ def slurm(tmp_path_factory):
         subprocess.run(["bash", str(CLUSTER), "down"], env=env, capture_output=True, text=True, timeout=120)
         for name in ("slurmctld.pid", "slurmd.pid"):
             assert not (state / name).exists(), f"{name} left behind: daemon not stopped"
+        # Left behind, it would make every later snakemake start wait ~9 s for the stopped controller.
+        assert not Path("/etc/slurm/slurm.conf").exists(), "slurm.conf left behind"
 
 
 def profile_command(workdir: Path, *configfiles: Path, targets: tuple[str, ...] = (), timeout: int = 1500) -> list[str]:

@@ -72,3 +72,47 @@ def test_macro_auc_with_labels_in_the_splits_order_and_per_item(monkeypatch):
     monkeypatch.setattr(curves, "UNIT", "patient_id")
     by_patient = curves.patient_auc(table, labels, None)
     assert by_patient == curves.patient_auc(table, sorted(labels), None) < 1.0, "p0's items pooled under one label"
+
+
+def test_the_default_recipe_is_config_yamls_with_the_plans_real_data_values():
+    import yaml
+
+    from sonoflow.config import DEFAULT_CONFIG
+
+    curves = load_benchmark("epoch_curves")
+    recipe = curves.default_recipe()
+    train = yaml.safe_load(DEFAULT_CONFIG.read_text())["train"]
+    assert recipe["model"] == train["models"][0] and recipe["weights"] == train["weights"][recipe["model"]]
+    assert recipe["input_size"] == 224, "the plan's classifier size on real data"
+    for key in ("lr", "augment", "label_smoothing", "ema", "warmup_epochs", "tta", "class_weighting"):
+        assert recipe[key] == train[key], key
+    assert all(recipe[key] != "auto" for (section, key) in load_benchmark("epoch_curves").PLANNED if section == "train")
+
+
+def test_recipe_ensemble_averages_each_variants_kept_epoch(tmp_path, monkeypatch, capsys):
+    """Variant x keeps epoch 2 (its best validation AUC), y epoch 1; the ensemble is the frame-wise
+    mean of those two epochs' probabilities."""
+    from conftest import REPO
+
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    ensemble = load_benchmark("recipe_ensemble")
+    table = probs_table()
+    for name, kept_auc in (("x", [0.5, 0.9, 0.6]), ("y", [0.9, 0.5, 0.6])):
+        (tmp_path / name).mkdir()
+        table.assign(item_id=table["patient_id"]).to_csv(tmp_path / name / "probs.csv", index=False)
+        for fold in (0, 1):
+            history = pd.DataFrame({"epoch": [1, 2, 3], "val_loss": [0.6, 0.6, 0.6], "val_auc": kept_auc})
+            history.to_csv(tmp_path / name / f"history_{fold}.csv", index=False)
+    x, y = ensemble.kept(tmp_path / "x", "auc", 5), ensemble.kept(tmp_path / "y", "auc", 5)
+    assert set(x["kept_epoch"]) == {2} and set(y["kept_epoch"]) == {1}
+    monkeypatch.setattr(ensemble, "read_splits", lambda path: {"labels": ["a", "b"]})
+    monkeypatch.setattr("sys.argv", ["recipe_ensemble.py", str(tmp_path / "run"), str(tmp_path / "x"),
+                                     str(tmp_path / "y"), "--positive", "b"])
+    ensemble.main()
+    out = capsys.readouterr().out
+    assert "x: kept epochs [2, 2]" in out and "y: kept epochs [1, 1]" in out
+    # Validation: epoch 2 ranks right (1.0), epoch 1 backwards (0.0); their mean p(b) is 0.705 for
+    # a and 0.74 for b: ranked right. Test: epoch 2 gives 0.9 vs 0.8 (backwards), epoch 1 0.51 vs 0.49.
+    assert "x: AUC 1.000" in out.split("test fold ensemble")[0]
+    assert "ensemble: AUC 1.000" in out.split("test fold ensemble")[0]
+    assert "ensemble: AUC 0.000" in out.split("test fold ensemble")[1]
