@@ -125,10 +125,9 @@ def planned_jobs(workdir: Path, *args: str, config: dict | None = None) -> dict[
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the groups to schedule them
 def pytest_collection_modifyitems(config, items):
-    """The SLURM tests last, on the shared demo run's worker: they read that run, and while their
-    cluster is up the SLURM jobs share the 2 cores with the other worker's tests. (Their cluster's
-    `down` removes the slurm.conf it wrote: left behind, it made every later snakemake start wait
-    ~9 s, because the executor plugin asks `scontrol` on import.)
+    """The SLURM tests last, on the shared demo run's worker (they compare with that run). Their
+    cluster's `down` removes the slurm.conf it wrote: left behind, it made every later snakemake
+    start wait ~9 s, because the executor plugin asks `scontrol` on import.
 
     Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`), the tests that read the shared
     demo run form one group and go to one worker, so the demo DAG runs once, not once per worker;
