@@ -8,7 +8,8 @@
 # default: config.yaml's recipe on real data; plain: the plain baseline's recipe in sonoflow's own
 # loop (AdamW 3e-4, flips only, plain cross-entropy, no class weights, smoothing, EMA, warm-up or
 # TTA); the others take one piece out of the default (no_us_aug: ultrasound's own augmentation;
-# no_depth_crop: the depth crop alone). OUT/VARIANT/ gets epoch_curves' files and its
+# no_depth_crop: the depth crop alone); lite1 and lite2 change only the backbone (the larger
+# EfficientNet-Lites, from their packaged ImageNet weights, at the same 224 px). OUT/VARIANT/ gets epoch_curves' files and its
 # printout (log.txt); a variant with OUT/VARIANT/done is skipped, so a stopped run continues.
 # Then `benchmarks/epoch_curves.py RUN OUT/VARIANT --scored [--positive ...]` prints its table again.
 set -euo pipefail
@@ -29,6 +30,8 @@ declare -A SETS=(
   [no_ema]="ema=0"
   [no_smoothing]="label_smoothing=0"
   [no_class_weights]="class_weighting=\"none\""
+  [lite1]="model=\"efficientnet_lite1\" weights=\"efficientnet-lite1-package\""
+  [lite2]="model=\"efficientnet_lite2\" weights=\"efficientnet-lite2-package\""
 )
 for name in ${VARIANTS:-default plain aug_hflip lr3e4 no_ema no_smoothing no_class_weights}; do
   [[ -v SETS[$name] ]] || { echo "recipe_ablation: unknown variant $name" >&2; exit 2; }
