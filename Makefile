@@ -21,11 +21,10 @@ demo: $(STAMP)
 report: $(STAMP)
 	$(BIN)/snakemake --report results/report.html
 
-# Three workers (pytest-xdist) on two cores: the tests that read the shared demo run stay on one,
-# the SLURM tests (skipped unless SONOFLOW_TEST_SLURM=1) on another, where they mostly wait for the
-# scheduler's status polls while the third worker's tests use the CPU; the demo DAG is built once
-# for both, and one local cluster is up at a time (tests/conftest.py, tests/unit/test_xdist_groups.py).
-PYTEST_WORKERS ?= 3
+# Two workers (pytest-xdist): the tests that read the shared demo run stay on one of them, the
+# SLURM tests (skipped unless SONOFLOW_TEST_SLURM=1) among them, last: the demo DAG runs once and
+# one local cluster is up at a time (tests/conftest.py, tests/unit/test_xdist_groups.py).
+PYTEST_WORKERS ?= 2
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup

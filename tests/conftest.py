@@ -102,35 +102,12 @@ def write_dicom(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2"
     return path
 
 
-def build_once(shared: Path, name: str, build) -> Path:
-    """``shared/name``, made by ``build(folder)`` once for every process that asks: the first takes
-    a file lock and builds, the others wait on the lock and reuse what it built. The folder counts
-    as built only once ``build`` has returned (a marker file); a folder left by a build that failed
-    is removed and built again, so a failure is never read as a result."""
-    import shutil
-
-    from filelock import FileLock
-
-    folder, built = shared / name, shared / f"{name}.built"
-    with FileLock(str(shared / f"{name}.lock")):
-        if not built.exists():
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir(parents=True)
-            build(folder)
-            built.touch()
-    return folder
-
-
 @pytest.fixture(scope="session")
-def demo_run(tmp_path_factory, worker_id):
-    """One full run of the tiny demo DAG, shared by the tests that only read it. Under
-    pytest-xdist the workers share it too (the session's common temporary folder): the SLURM tests
-    run on a worker of their own beside the other demo tests, and the DAG still runs once."""
-    if worker_id == "master":  # no xdist: one process
-        workdir = tmp_path_factory.mktemp("demo_run")
-        run_snakemake(workdir)
-        return workdir
-    return build_once(tmp_path_factory.getbasetemp().parent, "demo_run", run_snakemake)
+def demo_run(tmp_path_factory):
+    """One full run of the tiny demo DAG, shared by the workflow tests that only read it."""
+    workdir = tmp_path_factory.mktemp("demo_run")
+    run_snakemake(workdir)
+    return workdir
 
 
 def planned_jobs(workdir: Path, *args: str, config: dict | None = None) -> dict[str, int]:
@@ -148,19 +125,14 @@ def planned_jobs(workdir: Path, *args: str, config: dict | None = None) -> dict[
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the groups to schedule them
 def pytest_collection_modifyitems(config, items):
-    """Two groups of tests that must each stay on one pytest-xdist worker (`make test` runs
-    `-n 3 --dist loadgroup`):
+    """The SLURM tests last, on the shared demo run's worker (they compare with that run). Their
+    cluster's `down` removes the slurm.conf it wrote: left behind, it made every later snakemake
+    start wait ~9 s, because the executor plugin asks `scontrol` on import.
 
-    - ``demo_run``: the tests that read the shared demo run in place (dry runs in it rewrite its
-      config file), one after another;
-    - ``slurm``: the SLURM tests, which share one local cluster (a module fixture). They spend most
-      of their time waiting for the scheduler's status polls, so they get a worker of their own and
-      the third worker's tests run meanwhile; they read the demo run too (built once, `demo_run`).
-
-    pytest-xdist hands out the larger groups first, so both start at once. Every other test is
-    spread over the workers as they come free."""
+    Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`), the tests that read the shared
+    demo run form one group and go to one worker, so the demo DAG runs once, not once per worker;
+    every other test is spread over the workers as they come free."""
+    items.sort(key=lambda item: "slurm" in item.nodeid.split("::")[0].split("/"))
     for item in items:
-        if "slurm" in item.nodeid.split("::")[0].split("/"):
-            item.add_marker(pytest.mark.xdist_group("slurm"))
-        elif "demo_run" in getattr(item, "fixturenames", ()):
+        if "demo_run" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("demo_run"))
