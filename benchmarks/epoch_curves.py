@@ -100,15 +100,15 @@ def train_fold(frames: pd.DataFrame, splits: dict, fold: int, settings, store) -
 UNIT = "patient_id"  # or item_id (--unit item)
 
 
+def unit_table(table: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    """One row per unit (patient, or item with --unit item): its mean frame probabilities and label."""
+    return table.groupby(UNIT, sort=True).agg({**{f"p_{label}": "mean" for label in labels}, "label": "first"})
+
+
 def patient_auc(table: pd.DataFrame, labels: list[str], positive: str | None) -> float:
-    """The AUC of the unit's (patient's, or item's with --unit item) mean frame probabilities."""
-    columns = [f"p_{label}" for label in labels]
-    return unit_auc(table.groupby(UNIT).agg({**{c: "mean" for c in columns}, "label": "first"}), labels, positive)
-
-
-def unit_auc(units: pd.DataFrame, labels: list[str], positive: str | None) -> float:
-    """One row per unit (its probabilities and label): ``positive`` vs the rest, else the macro
+    """The AUC of the units' mean frame probabilities: ``positive`` vs the rest, else the macro
     one-vs-rest AUC."""
+    units = unit_table(table, labels)
     if positive:
         return roc_auc_score(units["label"] == positive, units[f"p_{positive}"])
     ordered = sorted(labels)  # sklearn's multi-class AUC wants the labels, and so the columns, sorted

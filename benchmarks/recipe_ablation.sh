@@ -9,8 +9,8 @@
 # loop (AdamW 3e-4, flips only, plain cross-entropy, no class weights, smoothing, EMA, warm-up or
 # TTA); the others take one piece out of the default (no_us_aug: ultrasound's own augmentation;
 # no_depth_crop: the depth crop alone); lite1 and lite2 change only the backbone (the larger
-# EfficientNet-Lites, from their packaged ImageNet weights, at the same 224 px). OUT/VARIANT/ gets epoch_curves' files and its
-# printout (log.txt); a variant with OUT/VARIANT/done is skipped, so a stopped run continues.
+# EfficientNet-Lites, from their packaged ImageNet weights, at the same 224 px). OUT/VARIANT/ gets
+# epoch_curves' files and its printout (log.txt); a variant with OUT/VARIANT/done is skipped, so a stopped run continues.
 # Then `benchmarks/epoch_curves.py RUN OUT/VARIANT --scored [--positive ...]` prints its table again.
 set -euo pipefail
 RUN=$1; OUT=$2; EPOCHS=$3; shift 3

@@ -39,14 +39,6 @@ def kept(variant: Path, monitor: str, patience: int) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def units(table: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
-    """One row per scored unit (patient, or item): its mean frame probabilities and label; test
-    frames are first averaged over the folds (the fold ensemble)."""
-    columns = [f"p_{label}" for label in labels]
-    by = epoch_curves.UNIT
-    return table.groupby(by, sort=True).agg({**{c: "mean" for c in columns}, "label": "first"})
-
-
 def auc_with_ci(unit_table: pd.DataFrame, labels: list[str], positive: str | None) -> tuple[float, float, float]:
     """The units' AUC and its 95% interval by sonoflow's own patient bootstrap (the headline's
     method, 2,000 resamples of the units)."""
@@ -79,7 +71,7 @@ def main() -> None:
     ensemble[columns] = np.mean([table[columns].to_numpy() for table in tables.values()], axis=0)
     tables["ensemble"] = ensemble
     for part, title in (("val", "pooled out-of-fold"), ("test", "test fold ensemble")):
-        scored = {name: units(table[table["part"] == part], labels) for name, table in tables.items()}
+        scored = {name: epoch_curves.unit_table(table[table["part"] == part], labels) for name, table in tables.items()}
         if not len(scored["ensemble"]):
             continue
         print(f"\n{title}, {args.unit} level ({len(scored['ensemble'])} units), monitor {args.monitor}:")

@@ -86,7 +86,7 @@ def test_the_default_recipe_is_config_yamls_with_the_plans_real_data_values():
     assert recipe["input_size"] == 224, "the plan's classifier size on real data"
     for key in ("lr", "augment", "label_smoothing", "ema", "warmup_epochs", "tta", "class_weighting"):
         assert recipe[key] == train[key], key
-    assert all(recipe[key] != "auto" for (section, key) in load_benchmark("epoch_curves").PLANNED if section == "train")
+    assert all(recipe[key] != "auto" for (section, key) in curves.PLANNED if section == "train")
 
 
 def test_recipe_ensemble_averages_each_variants_kept_epoch(tmp_path, monkeypatch, capsys):
