@@ -12,18 +12,21 @@ lesion) against the same chance, and pytorch-grad-cam's confidence change and RO
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 
 import cv2
 import numpy as np
 import pandas as pd
-import torch
-from torch import nn
 
-from sonoflow.loop import pick_device
 from sonoflow.settings import Settings
-from sonoflow.train import as_unit_float, normalise
+
+# torch is imported where a model runs, not here: rule cam_report (ensemble maps, figures, the
+# quality table) reads only arrays and tables, and importing torch was half of its time.
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 log = logging.getLogger("sonoflow.cam")
 
@@ -68,6 +71,7 @@ def load_classifier(path, device: str = "auto", setting: str = "cam.device") -> 
     """A trained fold's classifier in eval mode, and its checkpoint metadata; ``device`` comes
     from the config key ``setting`` (named when CUDA is asked for and absent)."""
     from sonoflow.checkpoints import load_classifier as load_classifier_checkpoint
+    from sonoflow.loop import pick_device
     from sonoflow.models import build_model
 
     checkpoint = load_classifier_checkpoint(path)
@@ -80,7 +84,45 @@ def load_classifier(path, device: str = "auto", setting: str = "cam.device") -> 
 
 def model_input(frames: np.ndarray, input_size: int, device: torch.device) -> torch.Tensor:
     """uint8 frames (N, H, W) as the classifier's normalised input (N, 1, S, S)."""
+    import torch
+
+    from sonoflow.train import as_unit_float, normalise
+
     return normalise(as_unit_float(torch.as_tensor(np.ascontiguousarray(frames)).to(device)), input_size)
+
+
+@contextmanager
+def graph_from(model: nn.Module, layers: Sequence[nn.Module]) -> Iterator[None]:
+    """Autograd from the target layers' outputs on, and nothing else, for the duration.
+
+    The Grad-CAM family needs the gradient of a class score with respect to the target layer's
+    activations only. A plain backward pass also computes every weight's gradient (for VGG16's
+    classifier, hundreds of MB per call) and every gradient below the target layer, which is most
+    of the network: 1.2-3x the work on CPU for the same maps. So parameters are frozen for the
+    call, and each target layer's output becomes a leaf the graph starts from (a copy, so that an
+    in-place op after the layer, such as DenseNet's ReLU, acts on a non-leaf). The maps are the same
+    (tests/unit/test_models.py compares them with pytorch-grad-cam's own pass on every registry
+    model). Where gradients reach the layer anyway (an input that requires them), nothing changes.
+    """
+    import torch
+
+    def start_graph(module: nn.Module, inputs, output):
+        if output.requires_grad or not torch.is_grad_enabled():
+            return None
+        return output.detach().requires_grad_(True).clone()
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    for parameter in trainable:
+        parameter.requires_grad_(False)
+    # Registered before the CAM object's own hooks, so that those see the output the graph starts from.
+    handles = [layer.register_forward_hook(start_graph) for layer in layers]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        for parameter in trainable:
+            parameter.requires_grad_(True)
 
 
 def compute_cams(model: nn.Module, model_name: str, x: torch.Tensor, classes: Sequence[int], method: str,
@@ -93,7 +135,8 @@ def compute_cams(model: nn.Module, model_name: str, x: torch.Tensor, classes: Se
     layers, reshape = cam_target(model, model_name)
     out = np.zeros((len(x), *x.shape[-2:]), np.float32)
     # One CAM object for all batches: its hooks are registered once and removed on exit.
-    with cam_methods()[method](model=model, target_layers=layers, reshape_transform=reshape) as cam:
+    with graph_from(model, layers), cam_methods()[method](model=model, target_layers=layers,
+                                                           reshape_transform=reshape) as cam:
         if method == "scorecam":
             cam.batch_size = batch_size
         for start in range(0, len(x), batch_size):
@@ -175,6 +218,7 @@ def perturbation_scores(model: nn.Module, x: torch.Tensor, cams: np.ndarray, cla
     removing the least relevant first), on the softmax probability of the class."""
     from pytorch_grad_cam.metrics.cam_mult_image import CamMultImageConfidenceChange
     from pytorch_grad_cam.metrics.road import ROADCombined
+    import torch
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 
     change, road = CamMultImageConfidenceChange(), ROADCombined(percentiles=list(percentiles))

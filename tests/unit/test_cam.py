@@ -176,3 +176,22 @@ def test_cam_report_returns_what_the_overlays_show_and_the_figures_are_drawn_fro
     paths = {method: tmp_path / f"{method}.png" for method in settings.methods}
     cam_overlay_figures(paths, overlays, labels, "run")
     assert all(path.stat().st_size > 0 for path in paths.values())
+
+
+def test_cam_report_rule_imports_no_torch():
+    """Rule cam_report reads arrays and tables only: importing torch (and the compiler stack that
+    torchvision pulls in) was about half of each job's time. Its script's imports, in a fresh
+    interpreter, must leave torch unloaded."""
+    import ast
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    tree = ast.parse((REPO / "scripts/cam_report.py").read_text())
+    imports = [ast.unparse(node) for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+    assert any("sonoflow.cam" in line for line in imports)
+    probe = "; ".join([*imports, "import sys", "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))"])
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]", result.stdout[:500]

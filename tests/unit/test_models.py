@@ -26,14 +26,29 @@ def test_gradcam_runs_on_every_model_as_the_cam_rule_runs_it(name):
     """Every backbone in the registry, CNN or transformer, through sonoflow's own Grad-CAM call
     (one input channel, the registry's target layer and reshape): one finite map in [0, 1] per
     image at the input size. The preset tests run Grad-CAM only where the study reported heatmaps,
-    so this is where each architecture's CAM wiring is checked."""
+    so this is where each architecture's CAM wiring is checked.
+
+    sonoflow's call starts autograd at the target layer with the weights frozen (cam.graph_from):
+    its maps must equal pytorch-grad-cam's own full backward pass, and the model must come out
+    with every parameter trainable again."""
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
     from sonoflow.cam import compute_cams
 
-    size = max(input_size(name), 64)
+    size = max(2 * input_size(name), 64)  # at their smallest, AlexNet's and Inception's last maps are 1x1: constant CAMs
+    torch.manual_seed(0)
     model = build_model(name, 2, in_channels=1, input_size=size).eval()
-    cams = compute_cams(model, name, torch.randn(2, 1, size, size), [0, 1], "gradcam")
+    x = torch.randn(2, 1, size, size)
+    cams = compute_cams(model, name, x, [0, 1], "gradcam")
     assert cams.shape == (2, size, size) and np.isfinite(cams).all()
     assert cams.min() >= 0 and cams.max() <= 1
+    assert all(p.requires_grad for p in model.parameters())
+    layers, reshape = cam_target(model, name)
+    with GradCAM(model=model, target_layers=layers, reshape_transform=reshape) as cam:
+        reference = np.nan_to_num(cam(input_tensor=x, targets=[ClassifierOutputTarget(0), ClassifierOutputTarget(1)]))
+    np.testing.assert_allclose(cams, reference, atol=1e-4)
+    assert cams.std() > 0  # a map, not a constant that would equal any other constant
 
 
 def test_packaged_efficientnet_lite0_weights_are_loaded_by_position():
