@@ -103,7 +103,7 @@ def test_trained_demo_classifier_looks_at_the_lesion(tmp_path):
     labels = sorted(sheet["label"].unique())
     y = sheet["label"].map(labels.index).to_numpy()
     test = sheet["patient_id"].isin(sheet["patient_id"].unique()[-6:]).to_numpy()
-    settings = TrainSettings(model="efficientnet_lite0", weights="efficientnet-lite0-package", input_size=224, epochs=8,
+    settings = TrainSettings(model="efficientnet_lite0", weights="efficientnet-lite0-package", input_size=224, epochs=5,
                              batch_size=16, patience=10, seed=0, device="cpu",
                              augment=AugmentSettings(hflip=0.5, rotate=0, translate=0.05, scale=0, brightness=0.1, contrast=0.1))
     from sonoflow.loop import seed_everything
