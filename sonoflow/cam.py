@@ -212,21 +212,26 @@ def lesion_scores(cams: np.ndarray, masks: np.ndarray, tolerance: int = 0) -> pd
 
 
 def perturbation_scores(model: nn.Module, x: torch.Tensor, cams: np.ndarray, classes: Sequence[int],
-                        percentiles: Sequence[int], batch_size: int = 16) -> pd.DataFrame:
+                        percentiles: Sequence[int], batch_size: int = 16, seed: int = 0) -> pd.DataFrame:
     """pytorch-grad-cam's confidence change (input times CAM; near 0 or above: the CAM keeps what
     the model needs) and ROAD combined (higher: removing the CAM's pixels first hurts more than
-    removing the least relevant first), on the softmax probability of the class."""
+    removing the least relevant first), on the softmax probability of the class.
+
+    ROAD fills the removed pixels with noise from torch's global generator: it is drawn here from
+    ``seed`` (in a forked generator, so the caller's stream is left as it was), and the same job
+    gives the same scores every time it runs."""
+    import torch
     from pytorch_grad_cam.metrics.cam_mult_image import CamMultImageConfidenceChange
     from pytorch_grad_cam.metrics.road import ROADCombined
-    import torch
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 
     change, road = CamMultImageConfidenceChange(), ROADCombined(percentiles=list(percentiles))
     rows = []
-    for start in range(0, len(x), batch_size):
-        batch, maps = x[start : start + batch_size], cams[start : start + batch_size]
-        targets = [ClassifierOutputSoftmaxTarget(int(c)) for c in classes[start : start + len(batch)]]
-        with torch.no_grad():
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(seed)
+        for start in range(0, len(x), batch_size):
+            batch, maps = x[start : start + batch_size], cams[start : start + batch_size]
+            targets = [ClassifierOutputSoftmaxTarget(int(c)) for c in classes[start : start + len(batch)]]
             rows += [{"confidence_change": float(a), "road": float(b)} for a, b in
                      zip(change(batch, maps, targets, model).ravel(), road(batch, maps, targets, model).ravel())]
     return pd.DataFrame(rows, columns=["confidence_change", "road"])
@@ -298,7 +303,7 @@ def cam_fold(model: nn.Module, checkpoint: Mapping, part: pd.DataFrame, examples
         road = np.flatnonzero(masks.reshape(len(masks), -1).any(1))[: settings.road_images]
         if len(road):
             perturbed = perturbation_scores(model, x[road], at_input[road], truth[road], settings.road_percentiles,
-                                            settings.batch_size)
+                                            settings.batch_size, settings.seed)
             scores.loc[road, ["confidence_change", "road"]] = perturbed.to_numpy()
         rows.append(pd.concat([sample[["shard", "row", "patient_id", "item_id", "frame_index", "label"]]
                                .reset_index(drop=True), scores], axis=1).assign(method=method))

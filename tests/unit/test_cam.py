@@ -195,3 +195,25 @@ def test_cam_report_rule_imports_no_torch():
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]", result.stdout[:500]
+
+
+def test_road_scores_are_the_same_every_run_and_leave_the_callers_random_stream_alone():
+    """ROAD fills removed pixels with random noise (pytorch-grad-cam draws it from torch's global
+    generator): a cam job rerun on the same model and maps used to give other ROAD scores."""
+    from sonoflow.cam import perturbation_scores
+
+    torch.manual_seed(0)
+    model = build_model("resnet18", 2, in_channels=1, input_size=32).eval()
+    x = torch.randn(3, 1, 32, 32)
+    cams = np.random.default_rng(0).random((3, 32, 32)).astype(np.float32)
+    torch.manual_seed(1)
+    first = perturbation_scores(model, x, cams, [0, 1, 0], [20, 60])
+    after_first = torch.rand(1)
+    torch.manual_seed(2)  # another global stream: the scores must not depend on it
+    second = perturbation_scores(model, x, cams, [0, 1, 0], [20, 60])
+    pd.testing.assert_frame_equal(first, second)
+    assert first["road"].notna().all()
+    torch.manual_seed(1)
+    assert torch.equal(torch.rand(1), after_first), "the caller's generator is where it was"
+    other = perturbation_scores(model, x, cams, [0, 1, 0], [20, 60], seed=5)
+    assert not np.allclose(other["road"], first["road"]), "the noise does depend on the seed"
