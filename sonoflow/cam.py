@@ -107,7 +107,7 @@ def graph_from(model: nn.Module, layers: Sequence[nn.Module]) -> Iterator[None]:
     import torch
 
     def start_graph(module: nn.Module, inputs, output):
-        if output.requires_grad or not torch.is_grad_enabled():
+        if not isinstance(output, torch.Tensor) or output.requires_grad or not torch.is_grad_enabled():
             return None
         return output.detach().requires_grad_(True).clone()
 
@@ -228,7 +228,7 @@ def perturbation_scores(model: nn.Module, x: torch.Tensor, cams: np.ndarray, cla
     change, road = CamMultImageConfidenceChange(), ROADCombined(percentiles=list(percentiles))
     rows = []
     with torch.random.fork_rng(devices=[]), torch.no_grad():
-        torch.manual_seed(seed)
+        torch.random.default_generator.manual_seed(seed)  # the CPU generator only: CUDA's are not forked
         for start in range(0, len(x), batch_size):
             batch, maps = x[start : start + batch_size], cams[start : start + batch_size]
             targets = [ClassifierOutputSoftmaxTarget(int(c)) for c in classes[start : start + len(batch)]]

@@ -31,24 +31,48 @@ def test_gradcam_runs_on_every_model_as_the_cam_rule_runs_it(name):
     sonoflow's call starts autograd at the target layer with the weights frozen (cam.graph_from):
     its maps must equal pytorch-grad-cam's own full backward pass, and the model must come out
     with every parameter trainable again."""
-    from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     from sonoflow.cam import compute_cams
+
+    from sonoflow.cam import cam_methods
 
     size = max(2 * input_size(name), 64)  # at their smallest, AlexNet's and Inception's last maps are 1x1: constant CAMs
     torch.manual_seed(0)
     model = build_model(name, 2, in_channels=1, input_size=size).eval()
     x = torch.randn(2, 1, size, size)
-    cams = compute_cams(model, name, x, [0, 1], "gradcam")
-    assert cams.shape == (2, size, size) and np.isfinite(cams).all()
-    assert cams.min() >= 0 and cams.max() <= 1
-    assert all(p.requires_grad for p in model.parameters())
     layers, reshape = cam_target(model, name)
-    with GradCAM(model=model, target_layers=layers, reshape_transform=reshape) as cam:
-        reference = np.nan_to_num(cam(input_tensor=x, targets=[ClassifierOutputTarget(0), ClassifierOutputTarget(1)]))
-    np.testing.assert_allclose(cams, reference, atol=1e-4)
-    assert cams.std() > 0  # a map, not a constant that would equal any other constant
+    # scorecam is left out: one forward pass per channel of the target layer (2,048 for ResNet50).
+    for method in ("gradcam", "gradcam++", "layercam", "eigencam"):
+        # The reference first, on the untouched model: a hook left behind could not shape it.
+        with cam_methods()[method](model=model, target_layers=layers, reshape_transform=reshape) as cam:
+            reference = np.nan_to_num(cam(input_tensor=x, targets=[ClassifierOutputTarget(0), ClassifierOutputTarget(1)]))
+        cams = compute_cams(model, name, x, [0, 1], method)
+        assert cams.shape == (2, size, size) and np.isfinite(cams).all()
+        assert cams.min() >= 0 and cams.max() <= 1
+        np.testing.assert_allclose(cams, reference, atol=1e-4, err_msg=method)
+        assert cams.std() > 0, method  # a map, not a constant that would equal any other constant
+    assert all(p.requires_grad for p in model.parameters())
+    assert not any(layer._forward_hooks for layer in layers), "no hook left on the target layer"
+
+
+def test_cam_backward_starts_at_the_target_layer_and_computes_no_weight_gradient():
+    """What makes sonoflow's Grad-CAM cheap (cam.graph_from): inside it a backward pass leaves
+    every weight without a gradient, and the target layer's output is where the graph starts."""
+    from sonoflow.cam import graph_from
+
+    torch.manual_seed(0)
+    model = build_model("resnet18", 2, in_channels=1, input_size=64).eval()
+    layers, _ = cam_target(model, "resnet18")
+    seen = []
+    with graph_from(model, layers):
+        # After graph_from's own hook, as pytorch-grad-cam's are: it sees the output the graph starts from.
+        probe = layers[0].register_forward_hook(lambda module, inputs, output: seen.append(output))
+        model(torch.randn(2, 1, 64, 64))[:, 0].sum().backward()
+        probe.remove()
+    assert all(p.grad is None for p in model.parameters()), "no weight gradient computed"
+    assert type(seen[0].grad_fn).__name__ == "CloneBackward0", "the graph starts at the target layer's output"
+    assert all(p.requires_grad for p in model.parameters()) and not layers[0]._forward_hooks
 
 
 def test_packaged_efficientnet_lite0_weights_are_loaded_by_position():
