@@ -98,9 +98,10 @@ def graph_from(model: nn.Module, layers: Sequence[nn.Module]) -> Iterator[None]:
     The Grad-CAM family needs the gradient of a class score with respect to the target layer's
     activations only. A plain backward pass also computes every weight's gradient (for VGG16's
     classifier, hundreds of MB per call) and every gradient below the target layer, which is most
-    of the network: 1.2-3x the work on CPU for the same maps. So parameters are frozen for the
-    call, and each target layer's output becomes a leaf the graph starts from (a copy, so that an
-    in-place op after the layer, such as DenseNet's ReLU, acts on a non-leaf). The maps are the same
+    of the network: about 3x the work on CPU for the same maps (benchmarks/bench_cam.py). So the
+    parameters are frozen for the call, and each target layer's output becomes a leaf the graph
+    starts from (a copy, so that an in-place op after the layer, such as DenseNet's ReLU, acts on a
+    non-leaf). The maps are the same
     (tests/unit/test_models.py compares them with pytorch-grad-cam's own pass on every registry
     model). Where gradients reach the layer anyway (an input that requires them), nothing changes.
     """
@@ -143,7 +144,6 @@ def compute_cams(model: nn.Module, model_name: str, x: torch.Tensor, classes: Se
             batch = x[start : start + batch_size]
             targets = [ClassifierOutputTarget(int(c)) for c in classes[start : start + len(batch)]]
             out[start : start + len(batch)] = np.nan_to_num(cam(input_tensor=batch, targets=targets))
-            model.zero_grad(set_to_none=True)
     return out
 
 

@@ -33,9 +33,7 @@ def test_gradcam_runs_on_every_model_as_the_cam_rule_runs_it(name):
     with every parameter trainable again."""
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    from sonoflow.cam import compute_cams
-
-    from sonoflow.cam import cam_methods
+    from sonoflow.cam import cam_methods, compute_cams
 
     size = max(2 * input_size(name), 64)  # at their smallest, AlexNet's and Inception's last maps are 1x1: constant CAMs
     torch.manual_seed(0)
