@@ -43,13 +43,14 @@ from sonoflow.config import DEFAULT_CONFIG
 from sonoflow.dataset import classifier_store, read_frame_table
 from sonoflow.loop import seed_everything
 from sonoflow.models import build_model
-from sonoflow.plan import AUTO, PLANNED
+from sonoflow.plan import AUTO, PLANNED, fingerprint, plan_geometric
 from sonoflow.split import partition_for_fold, read_splits, select_frames, usable_frames
 
 def default_recipe() -> dict:
     """config.yaml's classifier as a run on real data trains it: its first model with that model's
-    weights, and the plan's real-data values for what is `auto` (224 px); epochs and patience are
-    this script's own (``--epochs``, early stopping off)."""
+    weights, and the plan's real-data values for what is `auto` (224 px; ``geometric`` stays auto
+    here: main decides it from the run's data, as rule plan does); epochs and patience are this
+    script's own (``--epochs``, early stopping off)."""
     train = yaml.safe_load(DEFAULT_CONFIG.read_text())["train"]
     model = train["models"][0]
     recipe = {**train_module.TrainSettings.params(train, model, "full"), "model": model}
@@ -207,9 +208,12 @@ def main() -> None:
     for item in args.set:
         key, value = item.split("=", 1)
         config[key] = json.loads(value)
+    table = read_frame_table(results / "frames.csv")
+    if config.get("geometric") == AUTO:  # as rule plan decides it from this run's data
+        config["geometric"] = plan_geometric(fingerprint(table, splits))["value"]
     settings = train_module.TrainSettings.from_config({**config, "epochs": args.epochs, "patience": args.epochs})
     print(settings, flush=True)
-    frames = usable_frames(read_frame_table(results / "frames.csv"), splits)
+    frames = usable_frames(table, splits)
     store = classifier_store("full", {"full": sorted(str(p) for p in results.glob("denoise/shard_*/frames.npy"))})
     args.out.mkdir(parents=True, exist_ok=True)
     tables, histories = [], {}

@@ -8,7 +8,7 @@
 # default: config.yaml's recipe on real data; plain: the plain baseline's recipe in sonoflow's own
 # loop (AdamW 3e-4, flips only, plain cross-entropy, no class weights, smoothing, EMA, warm-up or
 # TTA); the others take one piece out of the default (no_us_aug: ultrasound's own augmentation;
-# no_depth_crop: the depth crop alone); lite1 and lite2 change only the backbone (the larger
+# no_depth_crop: the depth crop alone; no_geometric: rotation, shift and scale); lite1 and lite2 change only the backbone (the larger
 # EfficientNet-Lites, from their packaged ImageNet weights, at the same 224 px). OUT/VARIANT/ gets
 # epoch_curves' files and its printout (log.txt); a variant with OUT/VARIANT/done is skipped, so a stopped run continues.
 # Then `benchmarks/epoch_curves.py RUN OUT/VARIANT --scored [--positive ...]` prints its table again.
@@ -19,6 +19,8 @@ PYTHON=${PYTHON:-.venv/bin/python}
 HFLIP='{"hflip":0.5,"rotate":0,"translate":0,"scale":0,"brightness":0,"contrast":0,"speckle":0,"gain":0,"tgc":0,"depth_crop":0}'
 # config.yaml's augmentation without ultrasound's own (speckle, gain, tgc, depth_crop), and without depth_crop alone
 GEOMETRIC='{"hflip":0.5,"rotate":10.0,"translate":0.05,"scale":0.1,"brightness":0.1,"contrast":0.1,"speckle":0,"gain":0,"tgc":0,"depth_crop":0}'
+# config.yaml's augmentation without its geometric part (rotate, translate, scale; the flip kept)
+NO_GEOMETRIC='{"hflip":0.5,"rotate":0,"translate":0,"scale":0,"brightness":0.1,"contrast":0.1,"speckle":0.15,"gain":0.2,"tgc":0.2,"depth_crop":0.15}'
 NO_DEPTH_CROP='{"hflip":0.5,"rotate":10.0,"translate":0.05,"scale":0.1,"brightness":0.1,"contrast":0.1,"speckle":0.15,"gain":0.2,"tgc":0.2,"depth_crop":0}'
 declare -A SETS=(
   [default]=""
@@ -26,6 +28,7 @@ declare -A SETS=(
   [aug_hflip]="augment=$HFLIP"
   [no_us_aug]="augment=$GEOMETRIC"
   [no_depth_crop]="augment=$NO_DEPTH_CROP"
+  [no_geometric]="augment=$NO_GEOMETRIC"
   [lr3e4]="lr=0.0003"
   [no_ema]="ema=0"
   [no_smoothing]="label_smoothing=0"

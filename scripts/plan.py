@@ -1,5 +1,6 @@
 """Rule plan: the data's fingerprint and the plan that follows from it (results/plan.json): the
-classifier's epochs within plan.max_hours, timed on this machine for each trained run."""
+classifier's epochs within plan.max_hours, timed on this machine for each trained run, and
+whether its augmentation rotates, shifts and zooms (train.geometric: auto)."""
 
 import torch
 
@@ -7,7 +8,7 @@ from sonoflow.dataset import INPUT_CHANNELS, read_frame_table
 from sonoflow.io import save_json
 from sonoflow.logs import log_to
 from sonoflow.loop import pick_device
-from sonoflow.plan import fingerprint, plan_epochs
+from sonoflow.plan import AUTO, fingerprint, plan_epochs, plan_geometric
 from sonoflow.split import read_splits
 from sonoflow.train import TrainSettings, seconds_per_image
 
@@ -27,5 +28,9 @@ with log_to(snakemake.log[0]) as log:
         timing = sum(per_run.values()) / len(per_run)  # plan_epochs multiplies by the number of runs
     record = plan_epochs(facts, epochs=epochs, planned=planned, runs=len(runs), seconds_per_image=timing,
                          max_hours=max_hours)
-    log.info("plan: train.epochs %s (%s)", record["value"], record["why"])
-    save_json(snakemake.output.plan, {"fingerprint": facts, "seconds_per_image": timing, "plan": [record]})
+    records = [record]
+    if snakemake.params.geometric == AUTO:  # a value set in the config is the config's (its plan record says so)
+        records.append(plan_geometric(facts))
+    for entry in records:
+        log.info("plan: %s %s (%s)", entry["key"], entry["value"], entry["why"])
+    save_json(snakemake.output.plan, {"fingerprint": facts, "seconds_per_image": timing, "plan": records})

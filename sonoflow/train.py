@@ -55,6 +55,11 @@ class AugmentSettings(Settings):
     def enabled(self) -> bool:
         return any(getattr(self, f.name) for f in fields(self))
 
+    def without_geometry(self) -> AugmentSettings:
+        """The same augmentation without rotation, shift and zoom (the flip, intensity and
+        ultrasound's own changes kept)."""
+        return replace(self, rotate=0.0, translate=0.0, scale=0.0)
+
 
 @dataclass(frozen=True)
 class TrainSettings(Settings):
@@ -84,6 +89,9 @@ class TrainSettings(Settings):
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # mixed precision on CUDA
     augment: AugmentSettings = field(default_factory=AugmentSettings)
+    # augment's rotation, shift and zoom: on, off, or auto (rule plan decides from the data: off when
+    # most items are clips, whose frames already move with the probe; sonoflow.plan.plan_geometric).
+    geometric: bool | str = True
     # The recipe beyond the loop (0 / empty = off; config.yaml switches them on).
     warmup_epochs: int = 0  # linear warm-up of the learning rate before the cosine schedule
     label_smoothing: float = 0.0  # training loss only; validation loss (early stopping) stays plain
@@ -112,6 +120,16 @@ class TrainSettings(Settings):
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def training_augment(self) -> AugmentSettings:
+        """``augment`` as training draws it: without rotation, shift and zoom when ``geometric`` is off."""
+        if self.geometric is True:
+            return self.augment
+        if self.geometric is False:
+            return self.augment.without_geometry()
+        raise ValueError(f"train.geometric is {self.geometric!r} where a model trains: it must be true or false "
+                         "(rule plan resolves auto into results/plan.json)")
 
 
 @dataclass
@@ -374,6 +392,7 @@ def train_classifier(
     optimizer = make_optimizer(model, settings)
     scheduler = make_scheduler(optimizer, settings)
     generator = torch.Generator().manual_seed(settings.seed)
+    augment = settings.training_augment  # refuses an unresolved geometric: auto
     sampler = settings.class_weighting == "sampler"
     if per_frame is not None and sampler:  # the sampler draws by class and item; the loss is a plain mean
         batches = EpochBatches(len(train_labels), settings.batch_size, generator,
@@ -398,8 +417,8 @@ def train_classifier(
 
     def step(index: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x = as_unit_float(x_train[index])
-        if settings.augment.enabled:
-            x = augment_batch(x, settings.augment, generator)
+        if augment.enabled:
+            x = augment_batch(x, augment, generator)
         x = normalise(x, settings.input_size)
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
@@ -444,7 +463,10 @@ def seconds_per_image(settings: TrainSettings, n_classes: int, *, in_channels: i
     shape = (batches * settings.batch_size, *((in_channels,) if in_channels > 1 else ()), frame_size, frame_size)
     frames = generator.integers(0, 256, shape, dtype=np.uint8)
     labels = np.arange(len(frames)) % n_classes
-    one_epoch = replace(settings, epochs=1, patience=1, warmup_epochs=0, init_from=None)
+    # geometric: auto is still open when the plan times (it decides it after): the cost is the same
+    # either way, since every augmented batch is resampled through its affine grid.
+    one_epoch = replace(settings, epochs=1, patience=1, warmup_epochs=0, init_from=None,
+                        geometric=settings.geometric if isinstance(settings.geometric, bool) else True)
     model = build_model(settings.model, n_classes, in_channels=in_channels, weights=None, input_size=settings.input_size)
     cpu = pick_device(settings.device, "train.device").type == "cpu"
     clock = time.process_time if cpu else time.perf_counter

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from sonoflow.plan import (CLASSIFIER_SHARE, MIN_EPOCHS, classifier_hours, describe_data, fingerprint, merge_plans,
-                           plan_epochs, planned_training)
+                           plan_epochs, plan_geometric, planned_training)
 from sonoflow.split import SplitSettings, make_splits
 
 
@@ -99,3 +99,21 @@ def test_the_timing_runs_the_real_loop():
     settings = TrainSettings(model="resnet18", input_size=32, batch_size=4, epochs=20)
     seconds = seconds_per_image(settings, 2, frame_size=32, batches=2)
     assert 0 < seconds < 5
+
+
+def test_geometric_augmentation_is_planned_off_for_clips_and_on_for_stills():
+    """train.geometric: auto: most items clips (median frames per item above 1) -> no rotation,
+    shift or zoom; still images (one frame each, or clips with a few stills among them) -> on."""
+    labels = ["benign", "malignant"]
+    settings = SplitSettings(seed=1, test_fraction=0.2, folds=3)
+    for frames_per_item, expected in ((1, True), (2, False), (4, False)):
+        frames = frame_table(frames_per_item=frames_per_item)
+        record = plan_geometric(fingerprint(frames, make_splits(frames, labels, settings)))
+        assert (record["key"], record["value"], record["planned"]) == ("train.geometric", expected, True)
+        assert ("clips" in record["why"]) == (not expected) and f"{frames_per_item:g} frame" in record["why"]
+        assert planned_training({"plan": [record]}) == {"geometric": expected}
+    # 10 clips of 4 frames among 20 stills: the median item is a still.
+    mixed = pd.concat([frame_table(patients=10, frames_per_item=4),
+                       frame_table(patients=20, frames_per_item=1).assign(
+                           item_id=lambda t: "s" + t["item_id"], patient_id=lambda t: "s" + t["patient_id"])])
+    assert plan_geometric(fingerprint(mixed, make_splits(mixed, labels, settings)))["value"] is True

@@ -331,3 +331,30 @@ def test_sampler_with_balance_items_draws_items_and_classes_evenly():
     # Half of the draws go to class 1's one image, a quarter each to class 0's clip and image.
     assert share[10] == pytest.approx(0.5, abs=0.02) and share[9] == pytest.approx(0.25, abs=0.02)
     assert share[:9].sum() == pytest.approx(0.25, abs=0.02)
+
+
+def test_geometric_off_keeps_every_augmentation_but_rotation_shift_and_zoom():
+    """train.geometric: false trains with augment minus its geometry (same random draws, so the same
+    flips and intensity changes); auto must be resolved by the plan before a model trains."""
+    augment = AugmentSettings(hflip=0.5, rotate=10, translate=0.05, scale=0.1, brightness=0.1, contrast=0.1,
+                              speckle=0.15, gain=0.2, tgc=0.2, depth_crop=0.15)
+    on = TrainSettings(augment=augment, geometric=True)
+    off = TrainSettings(augment=augment, geometric=False)
+    assert on.training_augment == augment
+    assert off.training_augment == AugmentSettings(hflip=0.5, rotate=0, translate=0, scale=0, brightness=0.1,
+                                                   contrast=0.1, speckle=0.15, gain=0.2, tgc=0.2, depth_crop=0.15)
+    with pytest.raises(ValueError, match="geometric is 'auto'.*rule plan"):
+        _ = TrainSettings(augment=augment, geometric="auto").training_augment
+    # The geometry alone: off leaves each frame as it was or mirrored; on moves it.
+    geometry = AugmentSettings(hflip=0.5, rotate=10, translate=0.1, scale=0.2, brightness=0, contrast=0)
+    x = torch.rand(8, 1, 32, 32)
+    kept = augment_batch(x, TrainSettings(augment=geometry, geometric=False).training_augment,
+                         torch.Generator().manual_seed(3))
+    for frame, out in zip(x, kept):
+        assert torch.allclose(out, frame, atol=1e-5) or torch.allclose(out, frame.flip(-1), atol=1e-5)
+    assert any(torch.allclose(out, frame.flip(-1), atol=1e-5) for frame, out in zip(x, kept))
+    moved = augment_batch(x, TrainSettings(augment=geometry, geometric=True).training_augment,
+                          torch.Generator().manual_seed(3))
+    assert not any(torch.allclose(out, frame, atol=1e-3) or torch.allclose(out, frame.flip(-1), atol=1e-3)
+                   for frame, out in zip(x, moved))
+    assert TrainSettings().geometric is True  # tests and benchmarks that build settings keep the geometry

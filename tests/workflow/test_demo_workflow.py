@@ -129,6 +129,9 @@ def test_report_holds_every_figure_and_table_and_the_manifest_describes_the_run(
         == len(frames)
     epochs = [entry for entry in manifest["plan"] if entry["key"] == "train.epochs"]
     assert epochs[0]["value"] == TINY_CONFIG["train"]["epochs"] and "not timed" in epochs[0]["why"]
+    # train.geometric: auto, decided by rule plan from the frames per item (the demo: mostly stills).
+    geometric = [entry for entry in manifest["plan"] if entry["key"] == "train.geometric"]
+    assert geometric[0]["planned"] and geometric[0]["value"] is (manifest["fingerprint"]["frames_per_item_median"] <= 1)
     run_snakemake(demo_run, "--report", "results/report.html")
     html = (demo_run / "results/report.html").read_text(errors="replace")
     expected = ["manifest.json", "frames.csv", "split_report.csv", "summary.csv", "overlays.png", "history.csv",

@@ -8,6 +8,7 @@ rule plan:
         settings=plan_settings,
         labels=config["labels"],
         epochs_planned=planned("train.epochs"),
+        geometric=config["train"]["geometric"],
         max_hours=config["plan"]["max_hours"],
         frame_size=config["ingest"]["size"],
     threads: config["train"]["threads"]
