@@ -8,7 +8,8 @@
 # default: config.yaml's recipe on real data; plain: the plain baseline's recipe in sonoflow's own
 # loop (AdamW 3e-4, flips only, plain cross-entropy, no class weights, smoothing, EMA, warm-up or
 # TTA); the others take one piece out of the default (no_us_aug: ultrasound's own augmentation;
-# no_depth_crop: the depth crop alone; no_geometric: rotation, shift and scale); lite1 and lite2 change only the backbone (the larger
+# no_depth_crop: the depth crop alone; no_geometric: rotation, shift and scale; batch16 and batch8: smaller
+# batches, more optimiser steps per epoch at about the same compute); lite1 and lite2 change only the backbone (the larger
 # EfficientNet-Lites, from their packaged ImageNet weights, at the same 224 px). OUT/VARIANT/ gets
 # epoch_curves' files and its printout (log.txt); a variant with OUT/VARIANT/done is skipped, so a stopped run continues.
 # Then `benchmarks/epoch_curves.py RUN OUT/VARIANT --scored [--positive ...]` prints its table again.
@@ -33,6 +34,8 @@ declare -A SETS=(
   [no_ema]="ema=0"
   [no_smoothing]="label_smoothing=0"
   [no_class_weights]="class_weighting=\"none\""
+  [batch16]="batch_size=16"
+  [batch8]="batch_size=8"
   [lite1]="model=\"efficientnet_lite1\" weights=\"efficientnet-lite1-package\""
   [lite2]="model=\"efficientnet_lite2\" weights=\"efficientnet-lite2-package\""
 )

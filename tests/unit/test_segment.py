@@ -230,6 +230,12 @@ def test_auto_values_are_the_demos_on_the_demo_and_the_datas_otherwise():
     # The classifier's schedule: longer on real data than on the demo.
     assert (data["train"]["epochs"], data["train"]["patience"]) == (15, 5)
     assert (demo["train"]["epochs"], demo["train"]["patience"]) == (12, 4)
+    # Batches: 16 on the demo (its ~115 training frames a fold make 7 steps an epoch, not 3-4), 32 on data.
+    assert (demo["train"]["batch_size"], data["train"]["batch_size"]) == (16, 32)
+    pinned = config()
+    pinned["train"]["batch_size"] = 8
+    assert {entry["key"]: entry for entry in apply_plan(pinned, demo=True)}["train.batch_size"]["planned"] is False
+    assert pinned["train"]["batch_size"] == 8
     planned = {entry["key"]: entry["planned"] for entry in plan}
     assert planned["ingest.size"] and not planned["train.input_size"] and not planned["segment.patience"]
     assert all(value != "auto" for section in demo.values() for value in section.values())
