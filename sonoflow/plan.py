@@ -41,7 +41,7 @@ PLANNED = {
     ("train", "epochs"): (12, 15),
     ("train", "patience"): (4, 5),
     # The demo's folds have 110-120 training frames: batches of 32 gave 3-4 optimiser steps an epoch
-    # and test accuracy 0.829; batches of 16 gave 0.971 in the same time (README "Measured"). On
+    # and test accuracy 0.829; batches of 16 gave 0.971 in less CPU time (README "Measured"). On
     # real data smaller batches gained nothing (DDTI 16: 0.682 against 0.696 pooled AUC; BrEaST 8:
     # 0.766 / 0.843 against 0.741 / 0.859 pooled / test): 32 stays.
     ("train", "batch_size"): (16, 32),
