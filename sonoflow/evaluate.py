@@ -22,73 +22,19 @@ import numpy as np
 import pandas as pd
 
 from sonoflow.calibrate import calibrate_table, fit_temperature, log_probabilities, negative_log_likelihood
-from sonoflow.metrics import (POOLINGS, Question, aggregate, class_indices, classification_metrics, delong_test,
+from sonoflow.metrics import (Question, aggregate, class_indices, classification_metrics, delong_test,
                               expected_calibration_error, fold_ensemble, mcnemar_test, read_predictions, reliability,
                               with_confidence, youden_threshold)
 from sonoflow.io import FileFormatError, read_json_object, save_json
 from sonoflow.io import for_people  # noqa: F401  (re-exported: the tables evaluate writes)
 from sonoflow.split import PatientPartition, resolve_unit
-from sonoflow.settings import Settings
+from sonoflow.stage_settings import AttentionSettings, EvaluateSettings  # noqa: F401  (re-exported)
 
 IMAGE = "image"
 LEVELS = ("image", "patient")  # the levels of a run whose unit is the patient (the default)
 LEVEL_KEYS = {"patient": "patient_id", "item": "item_id"}
-CALIBRATIONS = ("temperature", "none")
 # The columns of the per-fold table: the overall figure of each metric (macro for multi-class).
 FOLD_METRICS = ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "precision", "f1", "youden")
-
-
-@dataclass(frozen=True)
-class AttentionSettings(Settings):
-    """The attention pooling's network (sonoflow.attention), trained per fold by rule attend."""
-
-    SECTION = "evaluate.attention"
-
-    hidden: int = 128  # width of the gated attention's two branches
-    dropout: float = 0.25  # on the embeddings, while training
-    epochs: int = 300  # full-batch steps at most
-    patience: int = 30  # steps without a lower validation unit loss before stopping
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.hidden < 1 or self.epochs < 1 or self.patience < 1:
-            raise ValueError("evaluate.attention: hidden, epochs and patience must be >= 1")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"evaluate.attention.dropout must be in [0, 1), got {self.dropout}")
-
-
-@dataclass(frozen=True)
-class EvaluateSettings(Settings):
-    SECTION = "evaluate"
-    # The readers' calls are the rule readers' input, not a setting of the scores: changing
-    # them reruns no evaluation.
-    NOT_SETTINGS = frozenset({"readers"})
-    NESTED = {"attention": AttentionSettings}
-
-    positive: tuple[str, ...] = ()  # classes of the binary question (e.g. malignant); empty = multi-class
-    n_boot: int = 2000  # bootstrap resamples of patients for the confidence intervals
-    level: float = 0.95
-    seed: int = 0
-    calibration_bins: int = 10
-    unit: str = "auto"  # auto | patient | item: what is labelled and scored beside the frames
-    pooling: tuple[str, ...] = ("mean",)  # frame -> unit pooling; the first is the headline's
-    topk: int = 3  # k of the top-k pooling
-    attention: AttentionSettings = field(default_factory=AttentionSettings)  # the attention pooling's network
-    calibration: str = "temperature"  # temperature (fitted on the validation folds) | none
-
-    def __post_init__(self) -> None:
-        if not self.pooling or any(p not in POOLINGS for p in self.pooling):
-            raise ValueError(f"evaluate.pooling must list some of {', '.join(POOLINGS)}, got {list(self.pooling)}")
-        if self.pooling[0] == "attention":
-            raise ValueError("evaluate.pooling: attention is compared beside the others but cannot come first (the "
-                             "headline's and predict's pooling): predict does not apply the attention networks; "
-                             "list it after mean or topk")
-        if self.calibration not in CALIBRATIONS:
-            raise ValueError(f"evaluate.calibration must be one of {', '.join(CALIBRATIONS)}, got {self.calibration!r}")
-        if self.topk < 1:
-            raise ValueError(f"evaluate.topk must be >= 1, got {self.topk}")
 
 
 def levels_of(unit: str) -> tuple[str, str]:

@@ -19,6 +19,8 @@ import pandas as pd
 from scipy import sparse, stats
 from sklearn.metrics import roc_curve
 
+from sonoflow.stage_settings import POOLINGS
+
 ID_COLUMNS = ["shard", "row", "patient_id", "item_id", "frame_index", "label"]
 
 
@@ -56,7 +58,6 @@ def fold_ensemble(tables: Sequence[pd.DataFrame], labels: Sequence[str]) -> pd.D
     return ensemble
 
 
-POOLINGS = ("mean", "topk", "attention")
 
 
 def aggregate(table: pd.DataFrame, labels: Sequence[str], by: str = "patient_id", pooling: str = "mean",

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
@@ -25,43 +25,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from sonoflow.loop import EpochBatches, fit, make_optimizer, pick_device, resume_fingerprint, seed_everything, to_device
-from sonoflow.settings import Settings
-from sonoflow.train import AugmentSettings, as_unit_float, augment_batch, make_scheduler, normalise
+from sonoflow.stage_settings import PretrainSettings
+from sonoflow.train import as_unit_float, augment_batch, make_scheduler, normalise
 
 log = logging.getLogger(__name__)
-
-STARTS = ("weights", "random")
-STRONG = AugmentSettings(hflip=0.5, rotate=15.0, translate=0.1, scale=0.3, brightness=0.3, contrast=0.3, speckle=0.3,
-                         gain=0.3, tgc=0.3, depth_crop=0.3)
-
-
-@dataclass(frozen=True)
-class PretrainSettings(Settings):
-    SECTION = "pretrain"
-    NOT_SETTINGS = frozenset({"enabled", "gpu", "threads"})
-    NESTED = {"augment": AugmentSettings}
-
-    start: str = "weights"  # weights: the model's train.weights (ImageNet where packaged) | random
-    epochs: int = 30
-    batch_size: int = 64  # frames per batch (two views each: 2 x batch_size images)
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup_epochs: int = 1
-    scheduler: str = "cosine"
-    temperature: float = 0.2  # of the NT-Xent loss
-    projection: int = 128  # output width of the projection head
-    patience: int = 10  # epochs without a lower validation loss before stopping
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True
-    augment: AugmentSettings = field(default_factory=lambda: STRONG)
-
-    def __post_init__(self) -> None:
-        if self.start not in STARTS:
-            raise ValueError(f"pretrain.start must be one of {', '.join(STARTS)}, got {self.start!r}")
-        if self.batch_size < 2 or self.epochs < 1 or self.temperature <= 0:
-            raise ValueError("pretrain: batch_size >= 2, epochs >= 1 and temperature > 0 are needed")
-
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
     """SimCLR's loss: each view's partner among the 2N - 1 others, by cosine similarity / temperature."""

@@ -18,7 +18,7 @@ import hashlib
 import logging
 import math
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
 import cv2
@@ -31,97 +31,13 @@ from torch import nn
 from sonoflow import checkpoints
 from sonoflow.frames import IngestSettings, crop_resize
 from sonoflow.models import adapt_input_channels, map_by_position
-from sonoflow.settings import Settings
+from sonoflow.stage_settings import SegmentSettings
 from sonoflow.split import PatientPartition, select_frames, unit_hash
 from sonoflow.loop import EpochBatches, fit, make_optimizer, pick_device, resume_fingerprint, seed_everything, to_device
 from sonoflow.train import AugmentSettings, as_unit_float, augment_batch, normalise
 from sonoflow.weights import resolve_weights
 
 log = logging.getLogger("sonoflow.segment")
-
-KEEP_MODES = ("largest", "all")
-ROI_MODES = ("fixed", "fit")
-
-
-@dataclass(frozen=True)
-class SegmentSettings(Settings):
-    SECTION = "segment"
-    # Keys of `segment` that are not the U-Net's settings: whether and how often it runs, and
-    # its jobs' resources. Not in the rule's params, so changing them retrains no U-Net.
-    NOT_SETTINGS = frozenset({"enabled", "per_fold", "gpu", "threads"})
-    NESTED = {"augment": AugmentSettings}
-
-    encoder: str = "resnet18"  # any segmentation-models-pytorch encoder, e.g. resnet34, tu-efficientnet_lite0
-    weights: str | None = None  # local encoder weights (torchvision/timm state dict); never downloaded
-    input_size: int = 128  # the U-Net sees frames at this size (a multiple of 2 ** encoder_depth)
-    encoder_depth: int = 5  # encoder stages (3-5); fewer is lighter, and coarser context
-    decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16)  # one per encoder stage, deepest first
-    epochs: int = 30
-    batch_size: int = 16
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    steps_per_epoch: int = 0  # batches per epoch; 0 = one pass (small mask sets need more steps)
-    patience: int = 6  # early stopping: epochs without a lower validation loss
-    min_delta: float = 0.0  # ... lower by more than this (absolute), else it does not count as better
-    val_fraction: float = 0.15  # share of the usable masked patients held out for early stopping
-    threshold: float = 0.5  # probability above which a pixel is lesion
-    min_area: float = 0.002  # components smaller than this share of the frame are noise
-    keep: str = "largest"  # largest | all (every component above min_area)
-    margin: float = 0.15  # ROI margin on each side, as a share of the lesion box's longer side
-    roi: str = "fixed"  # fixed: one crop size for every frame | fit: the lesion box, full frame without a lesion
-    roi_scale: float | str = "auto"  # fixed crops' side, share of the frame side; auto: from the training masks
-    # Where training lesions lie (centre y, x and their sd, shares of the frame side; from the
-    # training masks, kept in the checkpoint): a frame without a lesion is cropped where the U-Net's
-    # probability is highest *among places lesions occur*, so its crop shows what a lesion crop shows.
-    roi_prior: tuple[float, float, float, float] | None = None
-    seed: int = 42
-    device: str = "auto"
-    amp: bool = True
-    augment: AugmentSettings = field(default_factory=AugmentSettings)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "decoder_channels", tuple(int(c) for c in self.decoder_channels))
-        if not 3 <= self.encoder_depth <= 5:
-            raise ValueError(f"segment encoder_depth must be 3, 4 or 5, got {self.encoder_depth}")
-        if len(self.decoder_channels) != self.encoder_depth:
-            raise ValueError(f"segment decoder_channels needs one entry per encoder stage ({self.encoder_depth}), "
-                             f"got {list(self.decoder_channels)}")
-        if self.input_size % 2**self.encoder_depth:
-            raise ValueError(f"segment input_size must be a multiple of {2 ** self.encoder_depth} (U-Net depth "
-                             f"{self.encoder_depth}), got {self.input_size}")
-        if self.min_delta < 0:
-            raise ValueError(f"segment min_delta must be >= 0, got {self.min_delta}")
-        if self.keep not in KEEP_MODES:
-            raise ValueError(f"segment keep must be one of {KEEP_MODES}, got {self.keep!r}")
-        if not 0 < self.val_fraction < 1:
-            raise ValueError(f"segment val_fraction must be in (0, 1), got {self.val_fraction}")
-        if not 0 < self.threshold < 1:
-            raise ValueError(f"segment threshold must be in (0, 1), got {self.threshold}")
-        if self.roi not in ROI_MODES:
-            raise ValueError(f"segment roi must be one of {ROI_MODES}, got {self.roi!r}")
-        if self.roi_scale != "auto" and not (isinstance(self.roi_scale, (int, float)) and 0 < self.roi_scale <= 1):
-            raise ValueError(f"segment roi_scale must be 'auto' or in (0, 1], got {self.roi_scale!r}")
-        if self.roi_prior is not None:
-            object.__setattr__(self, "roi_prior", tuple(float(v) for v in self.roi_prior))
-
-    @classmethod
-    def params(cls, config: Mapping) -> dict:
-        """Rule train_segmenter's params: the `segment` section less NOT_SETTINGS; a decoder that
-        does not match the encoder's depth is an error now, before any job runs."""
-        depth, channels = config.get("encoder_depth", 5), config.get("decoder_channels")
-        if channels is not None and len(channels) != depth:
-            raise ValueError(f"segment.decoder_channels needs one entry per encoder stage (encoder_depth {depth}), "
-                             f"got {channels}")
-        return super().params(config)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @property
-    def architecture(self) -> dict:
-        """The U-Net's shape, as ``build_unet`` takes it."""
-        return {"depth": self.encoder_depth, "decoder_channels": self.decoder_channels}
-
 
 # --- Model --------------------------------------------------------------------------------------
 

@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass
 from typing import Mapping, Sequence
 
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedShuffleSplit
 
 from sonoflow.io import FileFormatError, read_json_object, save_json
 from sonoflow.settings import Settings
@@ -152,6 +151,9 @@ def make_splits(frames: pd.DataFrame, labels: Sequence[str], settings: SplitSett
         raise SplitError(f"labels {unknown} are not among the configured labels {list(labels)}")
     check_enough_patients(frames, labels, settings)
     test = held_out_patients(patients, settings, groups)
+    # Here, not at the top: the workflow imports this module when Snakemake parses it (SplitSettings).
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedShuffleSplit
+
     rest = frames[~frames["patient_id"].isin(test)]
     group_of = rest["patient_id"].map(lambda pid: groups.get(pid, pid))
     folds = []

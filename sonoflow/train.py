@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -25,111 +25,13 @@ from sonoflow import checkpoints
 from sonoflow.io import save_csv
 from sonoflow.loop import EpochBatches, fit, pick_device, resume_fingerprint, seed_everything, to_device
 from sonoflow.loop import make_optimizer as loop_optimizer
-from sonoflow.settings import Settings
+from sonoflow.stage_settings import AugmentSettings, TrainSettings
 
 log = logging.getLogger("sonoflow.train")
 
 # Grayscale ImageNet statistics (the mean of the RGB ones): the first conv of a pretrained
 # backbone is collapsed to one channel by summing, so inputs are normalised like its RGB inputs.
 GRAY_MEAN, GRAY_STD = 0.449, 0.226
-
-
-@dataclass(frozen=True)
-class AugmentSettings(Settings):
-    SECTION = "augment"
-
-    hflip: float = 0.5  # probability of a horizontal flip
-    rotate: float = 10.0  # max degrees either way
-    translate: float = 0.05  # max shift, as a fraction of the side
-    scale: float = 0.1  # max zoom in or out, as a fraction
-    brightness: float = 0.1  # max additive change, in units of the [0, 1] intensity range
-    contrast: float = 0.1  # max relative change of contrast
-    # Ultrasound's own variation (0 = off): what another gain knob, time-gain compensation, depth
-    # setting or probe would change in the same anatomy.
-    speckle: float = 0.0  # multiplicative noise of up to this std, at speckle scale (2x2 px cells)
-    gain: float = 0.0  # max relative change of overall gain (multiplicative, unlike brightness)
-    tgc: float = 0.0  # max relative gain change at the top and bottom (time-gain compensation ramp)
-    depth_crop: float = 0.0  # max share of the depth cut off (the top part shown larger, as a shallower depth)
-
-    @property
-    def enabled(self) -> bool:
-        return any(getattr(self, f.name) for f in fields(self))
-
-    def without_geometry(self) -> AugmentSettings:
-        """The same augmentation without rotation, shift and zoom (the flip, intensity and
-        ultrasound's own changes kept)."""
-        return replace(self, rotate=0.0, translate=0.0, scale=0.0)
-
-
-@dataclass(frozen=True)
-class TrainSettings(Settings):
-    SECTION = "train"
-    # Keys of `train` that are not one job's settings: the runs (models, inputs) and each job's
-    # resources (gpu, threads); weights and init_from are per model there, one value here.
-    NOT_SETTINGS = frozenset({"models", "inputs", "gpu", "threads"})
-    NESTED = {"augment": AugmentSettings}
-
-    model: str = "resnet18"
-    input: str = "full"  # full | roi | both (sonoflow.dataset.INPUT_CHANNELS)
-    weights: str | None = None  # local pretrained weights file (never downloaded)
-    init_from: str | None = None  # chained transfer: another run's checkpoint
-    input_size: int = 128
-    epochs: int = 20
-    batch_size: int = 32
-    optimizer: str = "adamw"  # adamw | sgd
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    momentum: float = 0.9
-    scheduler: str = "cosine"  # cosine | none
-    patience: int = 5  # early stopping: epochs without a better validation `monitor`
-    monitor: str = "loss"  # what picks the kept epoch: loss (validation loss) | auc (validation AUC, macro over classes)
-    class_weighting: str = "balanced"  # balanced (loss weights) | sampler | none
-    balance_items: bool = False  # every item (clip, image) weighs the same; its frames share its weight
-    seed: int = 42
-    device: str = "auto"  # auto | cpu | cuda
-    amp: bool = True  # mixed precision on CUDA
-    augment: AugmentSettings = field(default_factory=AugmentSettings)
-    # augment's rotation, shift and zoom: on, off, or auto (rule plan decides from the data: off when
-    # most items are clips, whose frames already move with the probe; sonoflow.plan.plan_geometric).
-    geometric: bool | str = True
-    # The recipe beyond the loop (0 / empty = off; config.yaml switches them on).
-    warmup_epochs: int = 0  # linear warm-up of the learning rate before the cosine schedule
-    label_smoothing: float = 0.0  # training loss only; validation loss (early stopping) stays plain
-    ema: float = 0.0  # decay of an exponential moving average of the weights (timm's ModelEmaV3, with warm-up)
-    tta: tuple[str, ...] = ()  # test-time views averaged in the saved predictions and predict: hflip, shift
-
-    @classmethod
-    def params(cls, config: Mapping, model: str, input: str) -> dict:
-        """Rule train's params for one (model, input): the `train` section without the keys that
-        do not change what one job computes (so adding a model reruns no other), with this
-        model's weights and init_from; ``from_config(params, model=model)`` reads them back."""
-        per_run = cls.NOT_SETTINGS | {"weights", "init_from"}
-        settings = {key: value for key, value in config.items() if key not in per_run}
-        settings["weights"] = config.get("weights", {}).get(model)
-        settings["init_from"] = config.get("init_from", {}).get(model)
-        settings["input"] = input
-        return settings
-
-    # What decides a training's time per epoch, and the epochs: what the plan times (rule plan).
-    TIMED = ("model", "input", "input_size", "batch_size", "augment", "ema", "epochs", "device", "amp")
-
-    @classmethod
-    def timed(cls, params: Mapping) -> dict:
-        """The rule params (``params``) that the plan's timing depends on."""
-        return {key: params[key] for key in cls.TIMED if key in params}
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @property
-    def training_augment(self) -> AugmentSettings:
-        """``augment`` as training draws it: without rotation, shift and zoom when ``geometric`` is off."""
-        if self.geometric is True:
-            return self.augment
-        if self.geometric is False:
-            return self.augment.without_geometry()
-        raise ValueError(f"train.geometric is {self.geometric!r} where a model trains: it must be true or false "
-                         "(rule plan resolves auto into results/plan.json)")
 
 
 @dataclass

@@ -151,7 +151,7 @@ def test_to_plain_converts_numpy_and_paths_and_refuses_objects(tmp_path):
                       "e": OrderedDict(w=torch.ones(1, requires_grad=True))})
     assert plain["a"] == 0.5 and type(plain["a"]) is float and torch.equal(plain["b"], torch.arange(3))
     assert plain["c"] == "/x" and plain["d"] == (1, [2]) and not plain["e"]["w"].requires_grad
-    with pytest.raises(TypeError, match=r"best.pt\['settings'\] is a sonoflow.train.TrainSettings"):
+    with pytest.raises(TypeError, match=r"best.pt\['settings'\] is a sonoflow.stage_settings.TrainSettings"):
         to_plain({"settings": TrainSettings()}, "best.pt")
     with pytest.raises(TypeError, match="DataFrame"):
         checkpoints.save(tmp_path / "t.pt", {"table": pd.DataFrame({"a": [1]})})

@@ -5,11 +5,8 @@ import re
 
 from sonoflow.audit import AuditSettings
 from sonoflow.denoise import params as denoise_params
-from sonoflow.evaluate import EvaluateSettings
-from sonoflow.segment import SegmentSettings
 from sonoflow.sheet import sheet_digest
-from sonoflow.pretrain import PretrainSettings
-from sonoflow.train import TrainSettings
+from sonoflow.stage_settings import EvaluateSettings, PretrainSettings, SegmentSettings, TrainSettings
 
 
 # --- ingest -----------------------------------------------------------------------------------
