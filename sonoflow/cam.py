@@ -46,7 +46,7 @@ METHOD_NAMES = ("gradcam", "gradcam++", "scorecam", "eigencam", "layercam")
 @dataclass(frozen=True)
 class CamSettings(Settings):
     SECTION = "cam"
-    NOT_SETTINGS = frozenset({"enabled"})
+    NOT_SETTINGS = frozenset({"enabled", "threads"})  # threads: the job's, not a setting of its maps
 
     methods: tuple[str, ...] = ("gradcam",)
     per_kind: int = 2  # overlays per class: this many most confident correct, most confident wrong, random

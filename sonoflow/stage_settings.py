@@ -128,7 +128,7 @@ class SegmentSettings(Settings):
     SECTION = "segment"
     # Keys of `segment` that are not the U-Net's settings: whether and how often it runs, and
     # its jobs' resources. Not in the rule's params, so changing them retrains no U-Net.
-    NOT_SETTINGS = frozenset({"enabled", "per_fold", "gpu", "threads"})
+    NOT_SETTINGS = frozenset({"enabled", "per_fold", "gpu", "threads", "predict_threads"})
     NESTED = {"augment": AugmentSettings}
 
     encoder: str = "resnet18"  # any segmentation-models-pytorch encoder, e.g. resnet34, tu-efficientnet_lite0

@@ -11,8 +11,8 @@ rule cam:
         quality="results/cam/{model}/{input}/fold_{fold}/quality.csv",
         cams="results/cam/{model}/{input}/fold_{fold}/cams.npz",
     params:
-        settings=config["cam"],
-    threads: config["train"]["threads"]
+        settings=CamSettings.params(config["cam"]),
+    threads: config["cam"]["threads"]
     benchmark:
         "results/benchmarks/cam/{model}/{input}/fold_{fold}.tsv"
     log:
@@ -49,7 +49,7 @@ rule cam_report:
             for method in config["cam"]["methods"]
         ],
     params:
-        settings=config["cam"],
+        settings=CamSettings.params(config["cam"]),
         labels=config["labels"],
     benchmark:
         "results/benchmarks/cam/{model}/{input}/report.tsv"

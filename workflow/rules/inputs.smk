@@ -4,6 +4,7 @@
 import re
 
 from sonoflow.audit import AuditSettings
+from sonoflow.cam import CamSettings
 from sonoflow.denoise import params as denoise_params
 from sonoflow.sheet import sheet_digest
 from sonoflow.stage_settings import EvaluateSettings, PretrainSettings, SegmentSettings, TrainSettings

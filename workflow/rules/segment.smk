@@ -42,7 +42,7 @@ rule segment:
         lesions="results/segment/{segmenter}/shard_{shard}/lesions.npy",
         roi_lesions="results/segment/{segmenter}/shard_{shard}/roi_lesions.npy",
         table="results/segment/{segmenter}/shard_{shard}/rois.csv",
-    threads: config["segment"]["threads"]
+    threads: config["segment"]["predict_threads"]
     resources:
         gpu=1 if config["segment"]["gpu"] else 0,
     benchmark:
