@@ -5,7 +5,7 @@ use them and re-export them); they live here, in a module that imports neither t
 scikit-learn nor SciPy, because the workflow builds every rule's params from them when Snakemake
 parses it, and Snakemake parses the workflow at every start: a dry run, every local run, and on
 SLURM twice per job (once in the job, once more in its ``srun`` step). Importing torch and
-scikit-learn there took about 3 of the 5.4 s of each parse (tests/unit/test_config.py keeps the
+scikit-learn there took about 3 of the 4.8 s of each parse (tests/workflow/test_workflow_parse.py keeps the
 parse free of them).
 """
 
