@@ -58,8 +58,6 @@ def fold_ensemble(tables: Sequence[pd.DataFrame], labels: Sequence[str]) -> pd.D
     return ensemble
 
 
-
-
 def aggregate(table: pd.DataFrame, labels: Sequence[str], by: str = "patient_id", pooling: str = "mean",
               k: int = 3) -> pd.DataFrame:
     """Frame probabilities pooled per patient (or item): one row each, with its frame count.
