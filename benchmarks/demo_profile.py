@@ -5,7 +5,11 @@ metadata in ``.snakemake/metadata``, which also names the job's rule and log) an
 ``benchmark:`` file (``results/benchmarks/...tsv``, the log path with ``logs`` -> ``benchmarks``),
 which holds its wall seconds ``s`` and ``cpu_time`` (user + system seconds of the job's processes).
 
-    make demo && .venv/bin/python benchmarks/demo_profile.py [--workdir .]
+    make demo && .venv/bin/python benchmarks/demo_profile.py [--workdir .] [--baseline OTHER_RUN]
+
+With ``--baseline``, a second run of the same DAG (another configuration or commit, run one after
+the other on the same machine) is profiled too, and each rule's wall and CPU seconds and the whole
+run's wall time are printed as a ratio against it (below 1: this run is faster).
 
 The run's wall time is from the first job's start to the last job's end (Snakemake's own start-up
 before the first job, a few seconds, is not included). Jobs run side by side on ``--cores``, so the
@@ -86,10 +90,25 @@ def profile(table: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     return per_rule, totals
 
 
+def compare(per_rule: pd.DataFrame, totals: dict, base_rule: pd.DataFrame, base_totals: dict) -> pd.DataFrame:
+    """Per rule of either run: wall and CPU seconds of both and their ratio (this run / baseline),
+    with a last row ``(run)`` for the run's span and summed CPU."""
+    both = per_rule[["jobs", "wall_s", "cpu_s"]].join(base_rule[["jobs", "wall_s", "cpu_s"]], how="outer",
+                                                      rsuffix="_base")
+    whole = pd.DataFrame({"jobs": [totals["jobs"]], "wall_s": [totals["wall_s"]], "cpu_s": [totals["cpu_s"]],
+                          "jobs_base": [base_totals["jobs"]], "wall_s_base": [base_totals["wall_s"]],
+                          "cpu_s_base": [base_totals["cpu_s"]]}, index=["(run)"])
+    both = pd.concat([both.sort_values("wall_s_base", ascending=False), whole])
+    both["wall_ratio"] = both["wall_s"] / both["wall_s_base"].where(both["wall_s_base"] > 0)
+    both["cpu_ratio"] = both["cpu_s"] / both["cpu_s_base"].where(both["cpu_s_base"] > 0)
+    return both
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, default=Path("."), help="the run's working directory")
     parser.add_argument("--csv", type=Path, help="also write the per-rule table here")
+    parser.add_argument("--baseline", type=Path, help="a second run's working directory to compare against")
     args = parser.parse_args()
 
     per_rule, totals = profile(job_table(args.workdir))
@@ -103,6 +122,14 @@ def main() -> None:
           f"job slots); CPU {totals['cpu_s']:.1f} s")
     load = os.getloadavg()
     print(f"load average now (1/5/15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")
+    if args.baseline:
+        base_rule, base_totals = profile(job_table(args.baseline))
+        table = compare(per_rule, totals, base_rule, base_totals)
+        print(f"\nagainst the baseline run {args.baseline} (ratio = this run / baseline; below 1 is faster)")
+        print(f"{'rule':<18} {'wall s':>8} {'base s':>8} {'ratio':>6} {'cpu s':>8} {'base':>8} {'ratio':>6}")
+        for rule, row in table.iterrows():
+            print(f"{rule:<18} {row['wall_s']:>8.1f} {row['wall_s_base']:>8.1f} {row['wall_ratio']:>6.3f} "
+                  f"{row['cpu_s']:>8.1f} {row['cpu_s_base']:>8.1f} {row['cpu_ratio']:>6.3f}")
     if args.csv:
         per_rule.to_csv(args.csv)
 

@@ -48,3 +48,23 @@ def test_jobs_are_counted_once_and_joined_to_their_benchmarks(tmp_path):
 def test_a_workdir_without_a_run_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="no Snakemake metadata"):
         load_profile().job_table(tmp_path)
+
+
+def test_a_baseline_run_is_compared_rule_by_rule_and_as_a_whole(tmp_path):
+    profile = load_profile()
+    runs = {}
+    for name, train_s in (("run", 30.0), ("base", 60.0)):
+        workdir = tmp_path / name
+        meta = workdir / ".snakemake/metadata"
+        meta.mkdir(parents=True)
+        record(meta, "a", "ingest", 100.0, 110.0, "results/logs/ingest/shard_0.log", 1)
+        record(meta, "b", "train", 110.0, 110.0 + train_s, "results/logs/train/m/roi/fold_0.log", 2)
+        bench(workdir, "results/logs/ingest/shard_0.log", 10, 4)
+        bench(workdir, "results/logs/train/m/roi/fold_0.log", train_s, train_s)
+        runs[name] = profile.profile(profile.job_table(workdir))
+    table = profile.compare(*runs["run"], *runs["base"])
+    assert table.loc["train", "wall_ratio"] == pytest.approx(0.5, abs=1e-3)
+    assert table.loc["ingest", "wall_ratio"] == pytest.approx(1.0, abs=1e-3)
+    assert table.loc["(run)", "wall_ratio"] == pytest.approx(40 / 70, abs=1e-3)
+    assert table.loc["(run)", "cpu_ratio"] == pytest.approx(34 / 64)
+    assert list(table.index) == ["train", "ingest", "(run)"]
