@@ -93,8 +93,8 @@ def profile(table: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
 def compare(per_rule: pd.DataFrame, totals: dict, base_rule: pd.DataFrame, base_totals: dict) -> pd.DataFrame:
     """Per rule of either run: wall and CPU seconds of both and their ratio (this run / baseline),
     with a last row ``(run)`` for the run's span and summed CPU."""
-    both = per_rule[["jobs", "wall_s", "cpu_s"]].join(base_rule[["jobs", "wall_s", "cpu_s"]], how="outer",
-                                                      rsuffix="_base")
+    base = base_rule[["jobs", "wall_s", "cpu_s"]].add_suffix("_base")
+    both = per_rule[["jobs", "wall_s", "cpu_s"]].join(base, how="outer")
     whole = pd.DataFrame({"jobs": [totals["jobs"]], "wall_s": [totals["wall_s"]], "cpu_s": [totals["cpu_s"]],
                           "jobs_base": [base_totals["jobs"]], "wall_s_base": [base_totals["wall_s"]],
                           "cpu_s_base": [base_totals["cpu_s"]]}, index=["(run)"])
